@@ -1,0 +1,43 @@
+/* freeindex.h - the policy-ordered index of free blocks (internal).
+ *
+ * One AVL tree per pool. Nodes are intrusive: a free block's payload is its node, and the
+ * block header just before the node gives its size. The tree is ordered by a key that
+ * depends on the policy, and every node carries the largest block size of its subtree, so
+ * "the first block in key order that is at least `need` bytes" is found in O(log n) for all
+ * four policies:
+ *   best   (size, address)      smallest fitting size, lowest address on ties
+ *   worst  (-size, address)     largest size, lowest address on ties
+ *   first  (address)            lowest address
+ *   fifo   (seq, address)       longest free
+ */
+#ifndef PA_FREEINDEX_H
+#define PA_FREEINDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pa_node {
+    struct pa_node *left;
+    struct pa_node *right;
+    uint64_t seq;     /* free-sequence number of the block */
+    uint64_t max;     /* largest total block size in this subtree */
+    uint32_t height;  /* AVL height, leaves are 1 */
+} pa_node;
+
+typedef struct pa_index {
+    pa_node *root;
+    size_t count;
+    int policy;
+} pa_index;
+
+void pa_index_init(pa_index *ix, int policy);
+void pa_index_insert(pa_index *ix, pa_node *n);
+void pa_index_remove(pa_index *ix, pa_node *n);
+/* First node in key order whose block is at least `need` bytes (total size), or NULL. */
+pa_node *pa_index_find(const pa_index *ix, uint64_t need);
+/* Largest total block size in the index (0 if empty). */
+static inline uint64_t pa_index_max(const pa_index *ix) { return ix->root ? ix->root->max : 0; }
+/* Verifies order, heights, balance and the max augmentation; 0 if all hold, else a code. */
+int pa_index_check(const pa_index *ix);
+
+#endif

@@ -1,0 +1,690 @@
+/* pool.c - variable-size pools: boundary tags, split, coalesce, policies, stats.
+ *
+ * Arena: one address range reserved at creation (PROT_NONE, so it costs nothing) and
+ * committed from low to high addresses in chunks as blocks reach it. Invariant: the
+ * committed frontier lies at or beyond the header and index node of the last block, and
+ * every other block lies wholly below it, so only carving the last block ever commits.
+ * Free spans are given back to the kernel past the trim threshold (see trim_after_free).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include "arena.h"
+#include "block.h"
+#include "freeindex.h"
+#include "pyalloc.h"
+
+#define COMMIT_CHUNK ((size_t)256 << 10)      /* commit granularity */
+#define DEFAULT_TRIM ((size_t)1 << 20)        /* default trim threshold */
+#define PURGE_MIN ((size_t)64 << 10)          /* smallest span worth an madvise */
+#define FIRST_BLOCK (PA_ALIGN - PA_HEADER)    /* offset of the first block's header */
+/* Largest request: leaves room for rounding and alignment slack without overflow. */
+#define MAX_REQUEST (PA_POOL_MAX_CAPACITY)
+
+struct pa_pool {
+    pthread_mutex_t lock;
+    unsigned flags;
+    int policy;
+    char *map;             /* the whole mapping: this struct's pages, then the arena */
+    size_t map_size;
+    char *base;            /* arena base: offsets count from here */
+    char *end;             /* end of the last block (base + capacity - PA_HEADER) */
+    size_t capacity;
+    size_t committed;      /* bytes from base that are read/write */
+    size_t trim_threshold;
+    uint64_t secret;       /* salt of the header check tags */
+    uint64_t next_seq;
+    pa_index index;
+    /* statistics */
+    uint64_t used, free_bytes, live_blocks, peak_used, peak_committed;
+    uint64_t allocs, frees, reallocs, failed_allocs, invalid_frees, trims;
+};
+
+static const char *const policy_names[PA_NPOLICIES] = {"best", "worst", "first", "fifo"};
+
+int pa_policy_from_name(const char *name)
+{
+    if (!name)
+        return -1;
+    for (int i = 0; i < PA_NPOLICIES; i++)
+        if (strcmp(name, policy_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+const char *pa_policy_name(int policy)
+{
+    return policy >= 0 && policy < PA_NPOLICIES ? policy_names[policy] : NULL;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+static inline void lock(pa_pool *p)
+{
+    if (!(p->flags & PA_NOLOCK))
+        pthread_mutex_lock(&p->lock);
+}
+
+static inline void unlock(pa_pool *p)
+{
+    if (!(p->flags & PA_NOLOCK))
+        pthread_mutex_unlock(&p->lock);
+}
+
+static inline pa_node *node_of(char *b) { return (pa_node *)(b + PA_HEADER); }
+static inline char *block_of(pa_node *n) { return (char *)n - PA_HEADER; }
+
+/* Total block size for a request of n bytes. n must be <= MAX_REQUEST. */
+static inline uint64_t need_for(size_t n)
+{
+    uint64_t need = ((uint64_t)n + PA_HEADER + PA_ALIGN - 1) & ~(uint64_t)(PA_ALIGN - 1);
+    return need < PA_MIN_BLOCK ? PA_MIN_BLOCK : need;
+}
+
+static inline void note_used(pa_pool *p)
+{
+    if (p->used > p->peak_used)
+        p->peak_used = p->used;
+}
+
+/* Makes the arena read/write up to base + upto (rounded up to a chunk, clamped to the
+ * arena). 0, or -1 if the kernel refused. */
+static int commit_to(pa_pool *p, char *upto)
+{
+    size_t want = (size_t)(upto - p->base);
+    if (want <= p->committed)
+        return 0;
+    want = (want + COMMIT_CHUNK - 1) & ~(COMMIT_CHUNK - 1);
+    if (want > p->capacity)
+        want = p->capacity;
+    if (pa_os_commit(p->base + p->committed, want - p->committed) != 0)
+        return -1;
+    p->committed = want;
+    if (want > p->peak_committed)
+        p->peak_committed = want;
+    return 0;
+}
+
+/* Inserts b (size bytes, not in the index) as a free block with the given seq. The caller
+ * has set nothing; this writes header, footer, and the next block's PINUSE bit. `pflag` is
+ * PA_PINUSE if the block before b is in use (always, once coalescing is done). */
+static void make_free(pa_pool *p, char *b, uint64_t size, uint64_t pflag, uint64_t seq)
+{
+    pa_set_hdr(b, size, pflag, p->secret);
+    char *next = b + size;
+    if (next < p->end) {
+        pa_set_footer(b, size);
+        pa_set_hdr(next, pa_bsize(next), (pa_hdr(next) & PA_CINUSE), p->secret);
+    }
+    pa_node *n = node_of(b);
+    n->seq = seq;
+    pa_index_insert(&p->index, n);
+    p->free_bytes += size - PA_HEADER;
+}
+
+/* Commit target for carving `need` bytes out of block b of `size` bytes: the remainder's
+ * header and node, or the whole block. */
+static inline char *carve_reach(char *b, uint64_t size, uint64_t need)
+{
+    return size - need >= PA_MIN_BLOCK ? b + need + PA_MIN_BLOCK : b + size;
+}
+
+/* Hands out the low `need` bytes of block b (size bytes, already out of the index and out of
+ * the free byte count); the rest, if big enough, becomes a free block keeping `seq`. */
+static char *carve(pa_pool *p, char *b, uint64_t size, uint64_t need, uint64_t pflag,
+                   uint64_t seq)
+{
+    uint64_t rest = size - need;
+    if (rest >= PA_MIN_BLOCK) {
+        pa_set_hdr(b, need, PA_CINUSE | pflag, p->secret);
+        make_free(p, b + need, rest, PA_PINUSE, seq);
+    } else {
+        need = size;
+        pa_set_hdr(b, size, PA_CINUSE | pflag, p->secret);
+        char *next = b + size;
+        if (next < p->end)
+            pa_set_hdr(next, pa_bsize(next), (pa_hdr(next) & PA_CINUSE) | PA_PINUSE, p->secret);
+    }
+    p->used += need - PA_HEADER;
+    p->live_blocks++;
+    note_used(p);
+    return b + PA_HEADER;
+}
+
+/* Takes free block n out of the index and the free byte count. */
+static inline void unlink_free(pa_pool *p, pa_node *n)
+{
+    pa_index_remove(&p->index, n);
+    p->free_bytes -= pa_bsize(block_of(n)) - PA_HEADER;
+}
+
+/* Gives pages back to the kernel after block b (size bytes) became free. `fresh_lo` and
+ * `fresh_hi` bound the bytes that were not free before (the neighbours that were already free
+ * and large were purged when they became free). */
+static void trim_after_free(pa_pool *p, char *b, uint64_t size, char *fresh_lo, char *fresh_hi)
+{
+    if (p->trim_threshold == 0 || size < p->trim_threshold)
+        return;
+    size_t page = pa_os_page_size();
+    char *keep = b + PA_MIN_BLOCK; /* header and node stay */
+    if (b + size == p->end) {
+        /* The last block: decommit the tail, keeping trim_threshold of slack so that a
+         * small alloc/free cycle at the frontier does not map and unmap every time. */
+        char *frontier = p->base + p->committed;
+        if ((size_t)(frontier - keep) > 2 * p->trim_threshold) {
+            uintptr_t cut = ((uintptr_t)keep + p->trim_threshold + COMMIT_CHUNK - 1) &
+                            ~(uintptr_t)(COMMIT_CHUNK - 1);
+            if ((char *)cut < frontier &&
+                pa_os_decommit((char *)cut, (size_t)(frontier - (char *)cut)) == 0) {
+                p->committed = (size_t)((char *)cut - p->base);
+                p->trims++;
+            }
+        }
+        if (fresh_hi > p->base + p->committed)
+            fresh_hi = p->base + p->committed;
+    }
+    if (fresh_lo < keep)
+        fresh_lo = keep;
+    if (fresh_hi > b + size - 8)
+        fresh_hi = b + size - 8; /* the footer stays */
+    uintptr_t lo = ((uintptr_t)fresh_lo + page - 1) & ~(uintptr_t)(page - 1);
+    uintptr_t hi = (uintptr_t)fresh_hi & ~(uintptr_t)(page - 1);
+    if (hi > lo && hi - lo >= PURGE_MIN) {
+        if (pa_os_purge((void *)lo, hi - lo) == 0)
+            p->trims++;
+    }
+}
+
+/* Frees block b (in use, size bytes): coalesces with free neighbours and indexes the result
+ * under a new seq. */
+static void release_block(pa_pool *p, char *b, uint64_t size)
+{
+    char *lo = b, *hi = b + size;
+    uint64_t h = pa_hdr(b);
+    if (!(h & PA_PINUSE)) {
+        uint64_t psize = pa_prev_footer(b);
+        char *prev = b - psize;
+        if (psize < p->trim_threshold || p->trim_threshold == 0)
+            lo = prev;
+        unlink_free(p, node_of(prev));
+        b = prev;
+        size += psize;
+    }
+    char *next = b + size;
+    if (next < p->end && !(pa_hdr(next) & PA_CINUSE)) {
+        uint64_t nsize = pa_bsize(next);
+        if (nsize < p->trim_threshold || p->trim_threshold == 0)
+            hi = next + nsize;
+        unlink_free(p, node_of(next));
+        size += nsize;
+    }
+    make_free(p, b, size, PA_PINUSE, p->next_seq++);
+    trim_after_free(p, b, size, lo, hi);
+}
+
+/* Checks that p is a live block of this pool; returns its block or NULL. Lock held. */
+static char *live_block(const pa_pool *p, const void *ptr)
+{
+    const char *q = ptr;
+    if (q < p->base + PA_ALIGN || q >= p->end || ((uintptr_t)q & (PA_ALIGN - 1)))
+        return NULL;
+    char *b = (char *)q - PA_HEADER;
+    if ((size_t)(b + PA_HEADER - p->base) > p->committed)
+        return NULL;
+    uint64_t h = pa_hdr(b);
+    if (!(h & PA_CINUSE) || (h >> PA_TAG_SHIFT) != pa_tag(b, p->secret))
+        return NULL;
+    uint64_t size = h & PA_SIZE_MASK;
+    if (size < PA_MIN_BLOCK || size > (uint64_t)(p->end - b))
+        return NULL;
+    char *next = b + size;
+    if (next < p->end) {
+        if ((size_t)(next + PA_HEADER - p->base) > p->committed)
+            return NULL;
+        uint64_t nh = pa_hdr(next);
+        if (!(nh & PA_PINUSE) || (nh >> PA_TAG_SHIFT) != pa_tag(next, p->secret))
+            return NULL;
+    }
+    return b;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+pa_pool *pa_pool_create(size_t capacity, int policy, unsigned flags)
+{
+    size_t page = pa_os_page_size();
+    if (policy < 0 || policy >= PA_NPOLICIES || capacity == 0 ||
+        capacity > PA_POOL_MAX_CAPACITY) {
+        errno = EINVAL;
+        return NULL;
+    }
+    capacity = (capacity + page - 1) & ~(page - 1);
+    size_t head = (sizeof(pa_pool) + page - 1) & ~(page - 1);
+    size_t map_size = head + capacity;
+    char *map = pa_os_reserve(map_size, page);
+    if (!map)
+        return NULL;
+    if (pa_os_commit(map, head) != 0) {
+        pa_os_release(map, map_size);
+        return NULL;
+    }
+    pa_pool *p = (pa_pool *)map;
+    memset(p, 0, sizeof *p);
+    if (!(flags & PA_NOLOCK))
+        pthread_mutex_init(&p->lock, NULL);
+    p->flags = flags;
+    p->policy = policy;
+    p->map = map;
+    p->map_size = map_size;
+    p->base = map + head;
+    p->capacity = capacity;
+    p->end = p->base + capacity - PA_HEADER;
+    p->trim_threshold = DEFAULT_TRIM;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    p->secret = ((uint64_t)(uintptr_t)p * 0xD6E8FEB86659FD93ull) ^
+                ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec;
+    p->next_seq = 1;
+    pa_index_init(&p->index, policy);
+    if (flags & PA_HUGEPAGE)
+        pa_os_hugepage(p->base, capacity);
+    char *first = p->base + FIRST_BLOCK;
+    if (commit_to(p, first + PA_MIN_BLOCK) != 0) {
+        pa_os_release(map, map_size);
+        return NULL;
+    }
+    make_free(p, first, (uint64_t)(p->end - first), PA_PINUSE, 0);
+    return p;
+}
+
+void pa_pool_destroy(pa_pool *p)
+{
+    if (!p)
+        return;
+    if (!(p->flags & PA_NOLOCK))
+        pthread_mutex_destroy(&p->lock);
+    pa_os_release(p->map, p->map_size);
+}
+
+/* Finds, unlinks and commits a free block of at least `search` bytes; NULL if none. */
+static char *take_fit(pa_pool *p, uint64_t search, uint64_t reach_need)
+{
+    pa_node *n = pa_index_find(&p->index, search);
+    if (!n)
+        return NULL;
+    char *b = block_of(n);
+    uint64_t size = pa_bsize(b);
+    if (commit_to(p, carve_reach(b, size, reach_need > size ? size : reach_need)) != 0)
+        return NULL;
+    unlink_free(p, n);
+    return b;
+}
+
+void *pa_pool_alloc(pa_pool *p, size_t n)
+{
+    if (n > MAX_REQUEST) {
+        errno = ENOMEM;
+        lock(p);
+        p->failed_allocs++;
+        unlock(p);
+        return NULL;
+    }
+    uint64_t need = need_for(n ? n : 1);
+    lock(p);
+    char *b = take_fit(p, need, need);
+    if (!b) {
+        p->failed_allocs++;
+        unlock(p);
+        errno = ENOMEM;
+        return NULL;
+    }
+    pa_node *nd = node_of(b);
+    void *r = carve(p, b, pa_bsize(b), need, pa_hdr(b) & PA_PINUSE, nd->seq);
+    p->allocs++;
+    unlock(p);
+    return r;
+}
+
+void *pa_pool_alloc_aligned(pa_pool *p, size_t n, size_t align)
+{
+    if (align == 0 || (align & (align - 1)) || align > PA_MAX_ALIGN) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (align <= PA_ALIGN)
+        return pa_pool_alloc(p, n);
+    if (n > MAX_REQUEST) {
+        errno = ENOMEM;
+        lock(p);
+        p->failed_allocs++;
+        unlock(p);
+        return NULL;
+    }
+    uint64_t need = need_for(n ? n : 1);
+    uint64_t search = need + align + PA_MIN_BLOCK - PA_ALIGN;
+    lock(p);
+    pa_node *nd = pa_index_find(&p->index, search);
+    char *b = nd ? block_of(nd) : NULL;
+    uint64_t size = b ? pa_bsize(b) : 0;
+    uintptr_t pay = (uintptr_t)b + PA_HEADER;
+    uintptr_t at = (pay + align - 1) & ~(uintptr_t)(align - 1);
+    while (at != pay && at - pay < PA_MIN_BLOCK)
+        at += align;
+    uint64_t gap = at - pay;
+    if (!b || commit_to(p, carve_reach(b + gap, size - gap, need)) != 0) {
+        p->failed_allocs++;
+        unlock(p);
+        errno = ENOMEM;
+        return NULL;
+    }
+    uint64_t seq = nd->seq;
+    uint64_t pflag = pa_hdr(b) & PA_PINUSE;
+    unlink_free(p, nd);
+    if (gap) {
+        /* The leading gap stays free with the chosen block's seq. The allocated block's
+         * header must say "previous free" before make_free clears it... make_free writes
+         * the next header from the current one, so give b+gap a provisional header. */
+        char *ab = b + gap;
+        pa_set_hdr(ab, size - gap, PA_CINUSE, p->secret);
+        make_free(p, b, gap, pflag, seq);
+        b = ab;
+        size -= gap;
+        pflag = 0;
+    }
+    void *r = carve(p, b, size, need, pflag, seq);
+    p->allocs++;
+    unlock(p);
+    return r;
+}
+
+int pa_pool_free(pa_pool *p, void *ptr)
+{
+    if (!ptr)
+        return 0;
+    lock(p);
+    char *b = live_block(p, ptr);
+    if (!b) {
+        p->invalid_frees++;
+        unlock(p);
+        errno = EINVAL;
+        return -1;
+    }
+    uint64_t size = pa_bsize(b);
+    p->used -= size - PA_HEADER;
+    p->live_blocks--;
+    p->frees++;
+    release_block(p, b, size);
+    unlock(p);
+    return 0;
+}
+
+void *pa_pool_realloc(pa_pool *p, void *ptr, size_t n)
+{
+    if (!ptr)
+        return pa_pool_alloc(p, n);
+    if (n > MAX_REQUEST) {
+        lock(p);
+        p->failed_allocs++;
+        unlock(p);
+        errno = ENOMEM;
+        return NULL;
+    }
+    uint64_t need = need_for(n ? n : 1);
+    lock(p);
+    char *b = live_block(p, ptr);
+    if (!b) {
+        p->invalid_frees++;
+        unlock(p);
+        errno = EINVAL;
+        return NULL;
+    }
+    uint64_t size = pa_bsize(b);
+    uint64_t pflag = pa_hdr(b) & PA_PINUSE;
+    if (need <= size) {
+        /* Shrink in place; a tail big enough to be a block is freed (new seq). */
+        if (size - need >= PA_MIN_BLOCK) {
+            pa_set_hdr(b, need, PA_CINUSE | pflag, p->secret);
+            char *tail = b + need;
+            pa_set_hdr(tail, size - need, PA_CINUSE | PA_PINUSE, p->secret);
+            p->used -= size - need;
+            release_block(p, tail, size - need);
+        }
+        p->reallocs++;
+        unlock(p);
+        return ptr;
+    }
+    char *next = b + size;
+    if (next < p->end && !(pa_hdr(next) & PA_CINUSE) && size + pa_bsize(next) >= need) {
+        /* Grow in place into the free block after it; its remainder keeps its seq. */
+        uint64_t nsize = pa_bsize(next);
+        uint64_t total = size + nsize;
+        if (commit_to(p, carve_reach(b, total, need)) == 0) {
+            pa_node *nd = node_of(next);
+            uint64_t seq = nd->seq;
+            unlink_free(p, nd);
+            p->used -= size - PA_HEADER;
+            p->live_blocks--;
+            carve(p, b, total, need, pflag, seq);
+            p->reallocs++;
+            unlock(p);
+            return ptr;
+        }
+    }
+    /* Move: a new block by the policy, copy, free the old one. */
+    char *nb = take_fit(p, need, need);
+    if (!nb) {
+        p->failed_allocs++;
+        unlock(p);
+        errno = ENOMEM;
+        return NULL;
+    }
+    void *q = carve(p, nb, pa_bsize(nb), need, pa_hdr(nb) & PA_PINUSE, node_of(nb)->seq);
+    memcpy(q, ptr, size - PA_HEADER);
+    p->used -= size - PA_HEADER;
+    p->live_blocks--;
+    release_block(p, b, size);
+    p->allocs++;
+    p->frees++;
+    p->reallocs++;
+    unlock(p);
+    return q;
+}
+
+size_t pa_pool_usable_size(pa_pool *p, const void *ptr)
+{
+    lock(p);
+    char *b = live_block(p, ptr);
+    size_t r = b ? pa_bsize(b) - PA_HEADER : 0;
+    unlock(p);
+    return r;
+}
+
+int pa_pool_is_live(pa_pool *p, const void *ptr)
+{
+    lock(p);
+    int r = live_block(p, ptr) != NULL;
+    unlock(p);
+    return r;
+}
+
+int pa_pool_contains(const pa_pool *p, const void *ptr)
+{
+    const char *q = ptr;
+    return q >= p->base && q < p->base + p->capacity;
+}
+
+void *pa_pool_base(const pa_pool *p) { return p->base; }
+size_t pa_pool_capacity(const pa_pool *p) { return p->capacity; }
+int pa_pool_policy(const pa_pool *p) { return p->policy; }
+
+void pa_pool_set_trim_threshold(pa_pool *p, size_t bytes)
+{
+    lock(p);
+    p->trim_threshold = bytes;
+    unlock(p);
+}
+
+void pa_pool_stats(pa_pool *p, pa_stats *o)
+{
+    lock(p);
+    memset(o, 0, sizeof *o);
+    o->capacity = p->capacity;
+    o->used = p->used;
+    o->free = p->free_bytes;
+    o->overhead = p->capacity - p->used - p->free_bytes;
+    uint64_t mx = pa_index_max(&p->index);
+    o->largest_free = mx ? mx - PA_HEADER : 0;
+    o->free_blocks = p->index.count;
+    o->live_blocks = p->live_blocks;
+    o->peak_used = p->peak_used;
+    o->committed = p->committed;
+    o->peak_committed = p->peak_committed;
+    o->allocs = p->allocs;
+    o->frees = p->frees;
+    o->reallocs = p->reallocs;
+    o->failed_allocs = p->failed_allocs;
+    o->invalid_frees = p->invalid_frees;
+    o->trims = p->trims;
+    o->fragmentation = o->free ? 1.0 - (double)o->largest_free / (double)o->free : 0.0;
+    unlock(p);
+}
+
+/* Walks every block in address order, collecting free (want_free) or live ones. */
+static size_t walk(pa_pool *p, int want_free, pa_block_info *out, size_t max)
+{
+    size_t count = 0;
+    for (char *b = p->base + FIRST_BLOCK; b < p->end; b += pa_bsize(b)) {
+        int is_free = !(pa_hdr(b) & PA_CINUSE);
+        if (is_free != want_free)
+            continue;
+        if (count < max) {
+            out[count].offset = (uint64_t)(b + PA_HEADER - p->base);
+            out[count].size = pa_bsize(b) - PA_HEADER;
+            out[count].seq = is_free ? node_of(b)->seq : 0;
+        }
+        count++;
+    }
+    return count;
+}
+
+size_t pa_pool_free_blocks(pa_pool *p, pa_block_info *out, size_t max)
+{
+    lock(p);
+    size_t r = walk(p, 1, out, max);
+    unlock(p);
+    return r;
+}
+
+size_t pa_pool_live_blocks(pa_pool *p, pa_block_info *out, size_t max)
+{
+    lock(p);
+    size_t r = walk(p, 0, out, max);
+    unlock(p);
+    return r;
+}
+
+enum {
+    CHK_OK,
+    CHK_TAG,
+    CHK_SIZE,
+    CHK_PINUSE,
+    CHK_ADJACENT_FREE,
+    CHK_FOOTER,
+    CHK_END,
+    CHK_COUNTS,
+    CHK_BYTES,
+    CHK_COMMIT,
+    CHK_INDEX, /* + index code */
+};
+
+static const char *const check_messages[] = {
+    "consistent",
+    "a block header has a wrong check tag",
+    "a block has an impossible size",
+    "a PINUSE bit disagrees with the previous block",
+    "two free blocks are adjacent (coalescing incomplete)",
+    "a free block's footer disagrees with its header",
+    "the blocks do not end exactly at the arena end",
+    "free/live block counts disagree with the index or statistics",
+    "byte accounting: used + free + overhead != capacity",
+    "a block lies beyond the committed frontier",
+    "free index: keys out of order",
+    "free index: wrong height",
+    "free index: unbalanced",
+    "free index: wrong subtree max",
+    "free index: node count differs",
+};
+
+const char *pa_check_message(int code)
+{
+    if (code < 0 || code >= (int)(sizeof check_messages / sizeof *check_messages))
+        return "unknown check code";
+    return check_messages[code];
+}
+
+int pa_pool_check(pa_pool *p)
+{
+    lock(p);
+    int rc = CHK_OK;
+    uint64_t nfree = 0, nlive = 0, free_bytes = 0, used = 0, blocks_total = 0;
+    int prev_free = 0;
+    char *b = p->base + FIRST_BLOCK;
+    while (b < p->end) {
+        uint64_t h = pa_hdr(b);
+        uint64_t size = h & PA_SIZE_MASK;
+        if ((h >> PA_TAG_SHIFT) != pa_tag(b, p->secret)) {
+            rc = CHK_TAG;
+            break;
+        }
+        if (size < PA_MIN_BLOCK || size > (uint64_t)(p->end - b)) {
+            rc = CHK_SIZE;
+            break;
+        }
+        if (!!(h & PA_PINUSE) == prev_free) {
+            rc = CHK_PINUSE;
+            break;
+        }
+        int is_free = !(h & PA_CINUSE);
+        if (is_free) {
+            if (prev_free) {
+                rc = CHK_ADJACENT_FREE;
+                break;
+            }
+            if (b + size < p->end && pa_prev_footer(b + size) != size) {
+                rc = CHK_FOOTER;
+                break;
+            }
+            nfree++;
+            free_bytes += size - PA_HEADER;
+        } else {
+            nlive++;
+            used += size - PA_HEADER;
+        }
+        char *reach = b + size < p->end ? b + size : b + PA_MIN_BLOCK;
+        if ((size_t)(reach - p->base) > p->committed) {
+            rc = CHK_COMMIT;
+            break;
+        }
+        blocks_total += size;
+        prev_free = is_free;
+        b += size;
+    }
+    if (rc == CHK_OK && b != p->end)
+        rc = CHK_END;
+    if (rc == CHK_OK && (nfree != p->index.count || nlive != p->live_blocks))
+        rc = CHK_COUNTS;
+    if (rc == CHK_OK && (free_bytes != p->free_bytes || used != p->used ||
+                         blocks_total + FIRST_BLOCK + PA_HEADER != p->capacity))
+        rc = CHK_BYTES;
+    if (rc == CHK_OK) {
+        int ic = pa_index_check(&p->index);
+        if (ic)
+            rc = CHK_INDEX + ic - 1;
+    }
+    unlock(p);
+    return rc;
+}

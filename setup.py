@@ -1,0 +1,48 @@
+"""Build: the cffi extension modules and libpyalloc.so (the LD_PRELOAD library).
+
+The C sources in csrc/ are compiled twice: into the cffi module pyalloc._native (API mode),
+and, with the preload front end, into pyalloc/libpyalloc.so which is shipped inside the
+package and found at run time with importlib.resources.
+"""
+
+import os
+import subprocess
+import sys
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from pyalloc._sources import PRELOAD_CFLAGS, PRELOAD_LDFLAGS, PRELOAD_SOURCES  # noqa: E402
+
+
+class BuildExtWithPreload(build_ext):
+    """build_ext that also links libpyalloc.so next to the extension modules."""
+
+    def run(self) -> None:
+        super().run()
+        if not PRELOAD_SOURCES:
+            return
+        if self.inplace:
+            out_dir = os.path.join(HERE, "pyalloc")
+        else:
+            out_dir = os.path.join(self.build_lib, "pyalloc")
+        os.makedirs(out_dir, exist_ok=True)
+        target = os.path.join(out_dir, "libpyalloc.so")
+        cc = os.environ.get("CC", "cc")
+        cmd = [cc, *PRELOAD_CFLAGS, "-o", target,
+               *[os.path.join(HERE, s) for s in PRELOAD_SOURCES], *PRELOAD_LDFLAGS]
+        print(" ".join(cmd))
+        subprocess.check_call(cmd)
+
+
+setup(
+    cffi_modules=[
+        "pyalloc/_build.py:ffibuilder",
+        "pycontain/_sys_build.py:ffibuilder",
+    ],
+    cmdclass={"build_ext": BuildExtWithPreload},
+    package_data={"pyalloc": ["libpyalloc.so"]},
+)
