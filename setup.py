@@ -38,11 +38,13 @@ class BuildExtWithPreload(build_ext):
         subprocess.check_call(cmd)
 
 
+CFFI_MODULES = [
+    "pyalloc/_build.py:ffibuilder",
+    "pycontain/_sys_build.py:ffibuilder",
+]
+
 setup(
-    cffi_modules=[
-        "pyalloc/_build.py:ffibuilder",
-        "pycontain/_sys_build.py:ffibuilder",
-    ],
+    cffi_modules=[m for m in CFFI_MODULES if os.path.exists(os.path.join(HERE, m.split(":")[0]))],
     cmdclass={"build_ext": BuildExtWithPreload},
     package_data={"pyalloc": ["libpyalloc.so"]},
 )

@@ -19,6 +19,6 @@ PRELOAD_SOURCES: list = []
 
 WARNINGS = ["-Wall", "-Wextra", "-Werror"]
 CORE_CFLAGS = ["-std=gnu11", "-O2", *WARNINGS, "-fno-strict-aliasing"]
-PRELOAD_CFLAGS = [*CORE_CFLAGS, "-shared", "-fPIC", "-fvisibility=hidden", "-ftls-model=initial-exec",
-                  "-Icsrc"]
+PRELOAD_CFLAGS = [*CORE_CFLAGS, "-shared", "-fPIC", "-fvisibility=hidden",
+                  "-ftls-model=initial-exec", "-Icsrc"]
 PRELOAD_LDFLAGS = ["-pthread", "-Wl,-z,now", "-Wl,--no-undefined"]

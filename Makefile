@@ -1,0 +1,62 @@
+# pyalloc + pycontain. `make demo` and `make test` work on a fresh Debian machine as root.
+PY ?= python3
+CC ?= cc
+CORE := csrc/arena.c csrc/freeindex.c csrc/pool.c csrc/slab.c
+HDRS := $(wildcard csrc/*.h)
+BIN := csrc/tests/bin
+WARN := -Wall -Wextra -Werror
+SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+# System packages the tests use (installed when missing, if we are root with apt).
+APT_PACKAGES := gcc make valgrind git sqlite3 busybox-static runc
+APT_BENCH_PACKAGES := libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 runc
+PIP_PACKAGES := "cffi>=1.15" setuptools wheel "pytest>=7" hypothesis pytest-benchmark pytest-timeout ruff
+PYTEST_ARGS ?=
+
+.PHONY: all setup deps build demo test ctest pytest lint bench clean
+
+all: build
+
+setup: deps build
+
+deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then echo "apt-get install$$missing"; \
+	    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; fi; \
+	fi
+	@$(PY) -m pip install -q --disable-pip-version-check $(PIP_PACKAGES)
+
+build:
+	$(PY) setup.py -q build_ext --inplace
+	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e .
+
+demo: setup
+	$(PY) -m pyalloc demo
+
+test: setup lint ctest pytest
+
+lint:
+	$(PY) -m ruff check pyalloc pycontain tests bench
+
+# C-level tests: the threaded stress test under ASan+UBSan and under valgrind.
+ctest: $(BIN)/stress-asan $(BIN)/stress
+	$(BIN)/stress-asan 20000
+	valgrind -q --error-exitcode=1 --leak-check=full $(BIN)/stress 4000
+
+$(BIN)/stress-asan: csrc/tests/stress.c $(CORE) $(HDRS)
+	@mkdir -p $(BIN)
+	$(CC) -std=gnu11 -g -O1 $(WARN) $(SAN) -Icsrc -o $@ csrc/tests/stress.c $(CORE) -pthread
+
+$(BIN)/stress: csrc/tests/stress.c $(CORE) $(HDRS)
+	@mkdir -p $(BIN)
+	$(CC) -std=gnu11 -g -O2 $(WARN) -Icsrc -o $@ csrc/tests/stress.c $(CORE) -pthread
+
+pytest:
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m pytest bench -q --benchmark-only --benchmark-json=docs/bench-latest.json
+	$(PY) bench/report.py docs/bench-latest.json
+
+clean:
+	rm -rf build $(BIN) *.egg-info pyalloc/*.so pyalloc/_native.c pycontain/*.so pycontain/_sys_native.c csrc/*.o pyalloc/*.o pycontain/*.o
