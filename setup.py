@@ -13,9 +13,10 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+# pyalloc/_sources.py is read as a plain file: importing the package needs the extension.
+sys.path.insert(0, os.path.join(HERE, "pyalloc"))
 
-from pyalloc._sources import PRELOAD_CFLAGS, PRELOAD_LDFLAGS, PRELOAD_SOURCES  # noqa: E402
+from _sources import PRELOAD_CFLAGS, PRELOAD_LDFLAGS, PRELOAD_SOURCES  # noqa: E402
 
 
 class BuildExtWithPreload(build_ext):
