@@ -36,7 +36,7 @@ demo: setup
 test: setup lint ctest pytest
 
 lint:
-	$(PY) -m ruff check pyalloc pycontain tests bench
+	$(PY) -m ruff check $(wildcard pyalloc pycontain tests bench)
 
 # C-level tests: the threaded stress test under ASan+UBSan and under valgrind.
 ctest: $(BIN)/stress-asan $(BIN)/stress
