@@ -38,14 +38,20 @@ test: setup lint ctest pytest
 lint:
 	$(PY) -m ruff check $(wildcard pyalloc pycontain tests bench)
 
-# C-level tests: the threaded stress test under ASan+UBSan and under valgrind.
-ctest: $(BIN)/stress-asan $(BIN)/stress
+# C-level tests: API edge cases and the threaded stress test under ASan+UBSan, and the
+# stress test under valgrind.
+ctest: $(BIN)/stress-asan $(BIN)/stress $(BIN)/test_api-asan
+	$(BIN)/test_api-asan
 	$(BIN)/stress-asan 20000
 	valgrind -q --error-exitcode=1 --leak-check=full $(BIN)/stress 4000
 
 $(BIN)/stress-asan: csrc/tests/stress.c $(CORE) $(HDRS)
 	@mkdir -p $(BIN)
 	$(CC) -std=gnu11 -g -O1 $(WARN) $(SAN) -Icsrc -o $@ csrc/tests/stress.c $(CORE) -pthread
+
+$(BIN)/test_api-asan: csrc/tests/test_api.c $(CORE) $(HDRS)
+	@mkdir -p $(BIN)
+	$(CC) -std=gnu11 -g -O1 $(WARN) $(SAN) -Icsrc -o $@ csrc/tests/test_api.c $(CORE) -pthread
 
 $(BIN)/stress: csrc/tests/stress.c $(CORE) $(HDRS)
 	@mkdir -p $(BIN)
