@@ -324,7 +324,7 @@ static char *take_fit(pa_pool *p, uint64_t search, uint64_t reach_need)
     return b;
 }
 
-void *pa_pool_alloc(pa_pool *p, size_t n)
+static void *do_alloc(pa_pool *p, size_t n, size_t *usable)
 {
     if (n > MAX_REQUEST) {
         errno = ENOMEM;
@@ -345,18 +345,20 @@ void *pa_pool_alloc(pa_pool *p, size_t n)
     pa_node *nd = node_of(b);
     void *r = carve(p, b, pa_bsize(b), need, pa_hdr(b) & PA_PINUSE, nd->seq);
     p->allocs++;
+    if (usable)
+        *usable = pa_bsize((char *)r - PA_HEADER) - PA_HEADER;
     unlock(p);
     return r;
 }
 
-void *pa_pool_alloc_aligned(pa_pool *p, size_t n, size_t align)
+static void *do_alloc_aligned(pa_pool *p, size_t n, size_t align, size_t *usable)
 {
     if (align == 0 || (align & (align - 1)) || align > PA_MAX_ALIGN) {
         errno = EINVAL;
         return NULL;
     }
     if (align <= PA_ALIGN)
-        return pa_pool_alloc(p, n);
+        return do_alloc(p, n, usable);
     if (n > MAX_REQUEST) {
         errno = ENOMEM;
         lock(p);
@@ -397,6 +399,8 @@ void *pa_pool_alloc_aligned(pa_pool *p, size_t n, size_t align)
     }
     void *r = carve(p, b, size, need, pflag, seq);
     p->allocs++;
+    if (usable)
+        *usable = pa_bsize((char *)r - PA_HEADER) - PA_HEADER;
     unlock(p);
     return r;
 }
@@ -422,10 +426,10 @@ int pa_pool_free(pa_pool *p, void *ptr)
     return 0;
 }
 
-void *pa_pool_realloc(pa_pool *p, void *ptr, size_t n)
+static void *do_realloc(pa_pool *p, void *ptr, size_t n, size_t *usable)
 {
     if (!ptr)
-        return pa_pool_alloc(p, n);
+        return do_alloc(p, n, usable);
     if (n > MAX_REQUEST) {
         lock(p);
         p->failed_allocs++;
@@ -454,6 +458,8 @@ void *pa_pool_realloc(pa_pool *p, void *ptr, size_t n)
             release_block(p, tail, size - need);
         }
         p->reallocs++;
+        if (usable)
+            *usable = pa_bsize(b) - PA_HEADER;
         unlock(p);
         return ptr;
     }
@@ -470,6 +476,8 @@ void *pa_pool_realloc(pa_pool *p, void *ptr, size_t n)
             p->live_blocks--;
             carve(p, b, total, need, pflag, seq);
             p->reallocs++;
+            if (usable)
+                *usable = pa_bsize(b) - PA_HEADER;
             unlock(p);
             return ptr;
         }
@@ -490,8 +498,29 @@ void *pa_pool_realloc(pa_pool *p, void *ptr, size_t n)
     p->allocs++;
     p->frees++;
     p->reallocs++;
+    if (usable)
+        *usable = pa_bsize((char *)q - PA_HEADER) - PA_HEADER;
     unlock(p);
     return q;
+}
+
+void *pa_pool_alloc(pa_pool *p, size_t n) { return do_alloc(p, n, NULL); }
+
+void *pa_pool_alloc_aligned(pa_pool *p, size_t n, size_t align)
+{
+    return do_alloc_aligned(p, n, align, NULL);
+}
+
+void *pa_pool_alloc_ex(pa_pool *p, size_t n, size_t align, size_t *usable)
+{
+    return align ? do_alloc_aligned(p, n, align, usable) : do_alloc(p, n, usable);
+}
+
+void *pa_pool_realloc(pa_pool *p, void *ptr, size_t n) { return do_realloc(p, ptr, n, NULL); }
+
+void *pa_pool_realloc_ex(pa_pool *p, void *ptr, size_t n, size_t *usable)
+{
+    return do_realloc(p, ptr, n, usable);
 }
 
 size_t pa_pool_usable_size(pa_pool *p, const void *ptr)

@@ -101,6 +101,9 @@ void *pa_pool_alloc(pa_pool *pool, size_t n);
 /* As pa_pool_alloc, with the payload aligned to `align` (a power of two <= PA_MAX_ALIGN);
  * align <= PA_ALIGN is a plain alloc. NULL with errno EINVAL for a bad alignment. */
 void *pa_pool_alloc_aligned(pa_pool *pool, size_t n, size_t align);
+/* Both of the above in one call (align 0 means the default), also storing the block's usable
+ * size in *usable when usable is not NULL: for bindings that pay per call. */
+void *pa_pool_alloc_ex(pa_pool *pool, size_t n, size_t align, size_t *usable);
 /* Frees a block. Returns 0, or -1 with errno EINVAL if p is not a live block of this pool
  * (foreign pointer, interior pointer, double free); the pool is left untouched then.
  * p == NULL returns 0. */
@@ -110,6 +113,8 @@ int pa_pool_free(pa_pool *pool, void *p);
  * (possibly moved) block; NULL with errno ENOMEM (the old block is intact) or EINVAL (p not
  * a live block). p == NULL is pa_pool_alloc(n). */
 void *pa_pool_realloc(pa_pool *pool, void *p, size_t n);
+/* pa_pool_realloc that also stores the usable size of the result in *usable (if not NULL). */
+void *pa_pool_realloc_ex(pa_pool *pool, void *p, size_t n, size_t *usable);
 /* Usable size of a live block, 0 if p is not one. */
 size_t pa_pool_usable_size(pa_pool *pool, const void *p);
 /* 1 if p is a live block of this pool, else 0. */

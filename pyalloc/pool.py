@@ -132,63 +132,56 @@ class Block:
 
 
 class _Allocator:
-    """What Pool and Slab share: the live-block table, views, closing, the context manager."""
+    """What Pool and Slab share: the live-block table, views, closing, the context manager.
+
+    One lock per allocator guards the table and is held across each C call (cffi releases the
+    GIL there), so close() can never unmap memory under a call running in another thread."""
 
     _kind = "allocator"
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._idle = threading.Condition(self._lock)
-        self._inflight = 0
         self._closed = False
         self._live: Dict[int, Block] = {}
         self._handle: Any = ffi.NULL
         self._finalizer: Optional[weakref.finalize] = None
         self._base = 0
+        self._base_ptr: Any = ffi.NULL
 
-    # -- calls into C: counted so that close() waits for calls running in other threads --
-    def _enter(self) -> Any:
-        with self._lock:
-            if self._closed:
-                raise AllocError(f"{self._kind} is closed")
-            self._inflight += 1
-            return self._handle
-
-    def _leave(self) -> None:
-        with self._lock:
-            self._inflight -= 1
-            if self._inflight == 0:
-                self._idle.notify_all()
+    def _open_handle(self) -> Any:
+        """The C handle; AllocError if closed. Lock held."""
+        if self._closed:
+            raise AllocError(f"{self._kind} is closed")
+        return self._handle
 
     def _register(self, ptr: Any, size: int, requested: int) -> Block:
-        offset = int(ffi.cast("uintptr_t", ptr)) - self._base
+        """Lock held."""
+        offset = ffi.cast("char *", ptr) - self._base_ptr
         blk = Block(self, ptr, offset, size, requested)
-        with self._lock:
-            self._live[offset] = blk
+        self._live[offset] = blk
         return blk
 
     def _retire(self, block: Any, action: str) -> None:
-        """Checks that block is a live block of this allocator without views, and kills it."""
+        """Checks that block is a live block of this allocator without views, and kills it.
+        Lock held."""
         if not isinstance(block, Block):
             raise TypeError(f"block must be a pyalloc.Block, not {type(block).__name__}")
-        with self._lock:
-            if block._owner is not self:
-                raise AllocError(f"cannot {action} a block of another {block._owner._kind}")
-            if self._closed:
-                raise AllocError(f"{self._kind} is closed")
-            if not block._live or self._live.get(block.offset) is not block:
-                raise AllocError(f"cannot {action} block at offset {block.offset}: "
-                                 "not live (double free?)")
-            if block._exports:
-                raise BufferError(f"cannot {action} block at offset {block.offset}: "
-                                  f"{block._exports} view(s) still exported")
-            block._live = False
-            del self._live[block.offset]
+        if block._owner is not self:
+            raise AllocError(f"cannot {action} a block of another {block._owner._kind}")
+        self._open_handle()
+        if not block._live or self._live.get(block.offset) is not block:
+            raise AllocError(f"cannot {action} block at offset {block.offset}: "
+                             "not live (double free?)")
+        if block._exports:
+            raise BufferError(f"cannot {action} block at offset {block.offset}: "
+                              f"{block._exports} view(s) still exported")
+        block._live = False
+        del self._live[block.offset]
 
     def _revive(self, block: Block) -> None:
-        with self._lock:
-            block._live = True
-            self._live[block.offset] = block
+        """Lock held."""
+        block._live = True
+        self._live[block.offset] = block
 
     @property
     def closed(self) -> bool:
@@ -202,6 +195,12 @@ class _Allocator:
     def live_count(self) -> int:
         return len(self._live)
 
+    def _set_handle(self, handle: Any, base: Any, destroy: Any) -> None:
+        self._handle = handle
+        self._finalizer = weakref.finalize(self, destroy, handle)
+        self._base_ptr = ffi.cast("char *", base)
+        self._base = int(ffi.cast("uintptr_t", base))
+
     def close(self) -> None:
         """Releases the memory. Live blocks become unusable; BufferError if views exist."""
         with self._lock:
@@ -212,14 +211,12 @@ class _Allocator:
                 raise BufferError(f"cannot close {self._kind}: {exported} block(s) have "
                                   "views still exported")
             self._closed = True
-            while self._inflight:
-                self._idle.wait()
             for blk in self._live.values():
                 blk._live = False
             self._live.clear()
             self._handle = ffi.NULL
-        if self._finalizer is not None:
-            self._finalizer()
+            if self._finalizer is not None:
+                self._finalizer()
 
     def __enter__(self) -> Any:
         return self
@@ -248,56 +245,47 @@ class Pool(_Allocator):
         code = lib.pa_policy_from_name(policy.encode())
         if code < 0:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}; got {policy!r}")
-        flags = lib.PA_HUGEPAGE if hugepages else 0
-        handle = lib.pa_pool_create(capacity, code, flags)
+        if trim_threshold is not None:
+            _check_int("trim_threshold", trim_threshold, 0)
+        handle = lib.pa_pool_create(capacity, code, lib.PA_HUGEPAGE if hugepages else 0)
         if handle == ffi.NULL:
-            err = ffi.errno
-            raise MemoryError(f"cannot reserve a pool of {capacity} bytes (errno {err})")
-        self._handle = handle
-        self._finalizer = weakref.finalize(self, lib.pa_pool_destroy, handle)
-        self._base = int(ffi.cast("uintptr_t", lib.pa_pool_base(handle)))
+            raise MemoryError(f"cannot reserve a pool of {capacity} bytes (errno {ffi.errno})")
+        self._set_handle(handle, lib.pa_pool_base(handle), lib.pa_pool_destroy)
+        self._usable = ffi.new("size_t *")
         self.policy: str = policy
         self.capacity: int = int(lib.pa_pool_capacity(handle))
         if trim_threshold is not None:
-            _check_int("trim_threshold", trim_threshold, 0)
             lib.pa_pool_set_trim_threshold(handle, trim_threshold)
 
     def alloc(self, size: int, *, align: Optional[int] = None) -> Block:
         """A block of at least ``size`` bytes (aligned to ``align``, a power of two)."""
-        _check_int("size", size, 0, MAX_CAPACITY)
-        if align is not None:
+        if type(size) is not int or not 0 <= size <= MAX_CAPACITY:
+            _check_int("size", size, 0, MAX_CAPACITY)
+        if align is None:
+            align = 0
+        else:
             _check_int("align", align, 1, MAX_ALIGN)
             if align & (align - 1):
                 raise ValueError(f"align must be a power of two, got {align}")
-        handle = self._enter()
-        try:
-            if align is None or align <= ALIGNMENT:
-                ptr = lib.pa_pool_alloc(handle, size)
-            else:
-                ptr = lib.pa_pool_alloc_aligned(handle, size, align)
+        with self._lock:
+            handle = self._open_handle()
+            ptr = lib.pa_pool_alloc_ex(handle, size, align, self._usable)
             if ptr == ffi.NULL:
                 raise MemoryError(f"pool exhausted: no free block for {size} bytes "
-                                  f"(largest free block: {self._largest_free(handle)} bytes)")
-            usable = int(lib.pa_pool_usable_size(handle, ptr))
-        finally:
-            self._leave()
-        return self._register(ptr, usable, size)
+                                  f"(largest free block: {self._largest_free()} bytes)")
+            return self._register(ptr, self._usable[0], size)
 
-    @staticmethod
-    def _largest_free(handle: Any) -> int:
+    def _largest_free(self) -> int:
         st = ffi.new("pa_stats *")
-        lib.pa_pool_stats(handle, st)
+        lib.pa_pool_stats(self._handle, st)
         return int(st.largest_free)
 
     def free(self, block: Block) -> None:
         """Returns the block to the pool. AllocError for a dead or foreign block."""
-        self._retire(block, "free")
-        handle = self._enter()
-        try:
-            if lib.pa_pool_free(handle, block._ptr) != 0:
+        with self._lock:
+            self._retire(block, "free")
+            if lib.pa_pool_free(self._handle, block._ptr) != 0:
                 raise AllocError(f"the C pool refused to free offset {block.offset}")
-        finally:
-            self._leave()
 
     def realloc(self, block: Block, size: int) -> Block:
         """Resizes a block (in place where possible) and returns the live block.
@@ -305,32 +293,22 @@ class Pool(_Allocator):
         The argument is dead afterwards unless it is returned again; on MemoryError it stays
         live and unchanged."""
         _check_int("size", size, 0, MAX_CAPACITY)
-        self._retire(block, "resize")
-        handle = self._enter()
-        try:
-            ptr = lib.pa_pool_realloc(handle, block._ptr, size)
+        with self._lock:
+            self._retire(block, "resize")
+            ptr = lib.pa_pool_realloc_ex(self._handle, block._ptr, size, self._usable)
             if ptr == ffi.NULL:
                 self._revive(block)
                 raise MemoryError(f"pool exhausted: cannot resize block at offset "
                                   f"{block.offset} to {size} bytes")
-            usable = int(lib.pa_pool_usable_size(handle, ptr))
-        finally:
-            self._leave()
-        return self._register(ptr, usable, size)
+            return self._register(ptr, self._usable[0], size)
 
     def _blocks(self, fn: Any) -> List[Tuple[int, int, int]]:
-        handle = self._enter()
-        try:
+        with self._lock:
+            handle = self._open_handle()
             n = int(fn(handle, ffi.NULL, 0))
-            while True:
-                buf = ffi.new("pa_block_info[]", n + 16)
-                total = int(fn(handle, buf, n + 16))
-                if total <= n + 16:
-                    return [(int(buf[i].offset), int(buf[i].size), int(buf[i].seq))
-                            for i in range(total)]
-                n = total
-        finally:
-            self._leave()
+            buf = ffi.new("pa_block_info[]", n)
+            fn(handle, buf, n)
+            return [(int(buf[i].offset), int(buf[i].size), int(buf[i].seq)) for i in range(n)]
 
     def free_blocks(self) -> List[Tuple[int, int, int]]:
         """The free set as ``(offset, size, seq)`` tuples in address order."""
@@ -342,12 +320,9 @@ class Pool(_Allocator):
 
     def stats(self) -> Dict[str, Any]:
         """Capacity, used, free, largest_free, free_blocks, fragmentation, peak_used, counts."""
-        handle = self._enter()
-        try:
-            st = ffi.new("pa_stats *")
-            lib.pa_pool_stats(handle, st)
-        finally:
-            self._leave()
+        st = ffi.new("pa_stats *")
+        with self._lock:
+            lib.pa_pool_stats(self._open_handle(), st)
         out: Dict[str, Any] = {k: int(getattr(st, k)) for k in _STAT_FIELDS}
         out["fragmentation"] = float(st.fragmentation)
         out["policy"] = self.policy
@@ -355,14 +330,11 @@ class Pool(_Allocator):
 
     def check(self) -> None:
         """Walks the whole pool checking every invariant; AllocError naming a broken one."""
-        handle = self._enter()
-        try:
-            rc = lib.pa_pool_check(handle)
-        finally:
-            self._leave()
+        with self._lock:
+            rc = lib.pa_pool_check(self._open_handle())
         if rc:
-            raise AllocError("pool is inconsistent: " + ffi.string(lib.pa_check_message(rc))
-                             .decode())
+            message = ffi.string(lib.pa_check_message(rc)).decode()
+            raise AllocError(f"pool is inconsistent: {message}")
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._live)} live blocks"
@@ -383,42 +355,30 @@ class Slab(_Allocator):
         handle = lib.pa_slab_create(block_size, capacity, 0)
         if handle == ffi.NULL:
             raise MemoryError(f"cannot map a slab of {capacity} bytes (errno {ffi.errno})")
-        self._handle = handle
-        self._finalizer = weakref.finalize(self, lib.pa_slab_destroy, handle)
-        self._base = int(ffi.cast("uintptr_t", lib.pa_slab_base(handle)))
+        self._set_handle(handle, lib.pa_slab_base(handle), lib.pa_slab_destroy)
         self.block_size: int = int(lib.pa_slab_block_size(handle))
         self.capacity: int = int(lib.pa_slab_capacity(handle))
 
     def alloc(self) -> Block:
-        handle = self._enter()
-        try:
-            ptr = lib.pa_slab_alloc(handle)
-        finally:
-            self._leave()
-        if ptr == ffi.NULL:
-            raise MemoryError(f"slab exhausted: all {self.capacity // self.block_size} blocks "
-                              "are live")
-        return self._register(ptr, self.block_size, self.block_size)
+        with self._lock:
+            ptr = lib.pa_slab_alloc(self._open_handle())
+            if ptr == ffi.NULL:
+                raise MemoryError(f"slab exhausted: all {self.capacity // self.block_size} "
+                                  "blocks are live")
+            return self._register(ptr, self.block_size, self.block_size)
 
     def free(self, block: Block) -> None:
-        self._retire(block, "free")
-        handle = self._enter()
-        try:
-            if lib.pa_slab_free(handle, block._ptr) != 0:
+        with self._lock:
+            self._retire(block, "free")
+            if lib.pa_slab_free(self._handle, block._ptr) != 0:
                 raise AllocError(f"the C slab refused to free offset {block.offset}")
-        finally:
-            self._leave()
 
     def stats(self) -> Dict[str, Any]:
-        handle = self._enter()
-        try:
-            st = ffi.new("pa_slab_stats *")
-            lib.pa_slab_stats_get(handle, st)
-        finally:
-            self._leave()
+        st = ffi.new("pa_slab_stats *")
+        with self._lock:
+            lib.pa_slab_stats_get(self._open_handle(), st)
         return {k: int(getattr(st, k)) for k in _SLAB_STAT_FIELDS}
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._live)} live blocks"
         return f"<pyalloc.Slab block_size={self.block_size} capacity={self.capacity} {state}>"
-
