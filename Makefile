@@ -31,7 +31,7 @@ build:
 	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e .
 
 demo: setup
-	$(PY) -m pyalloc demo
+	$(PY) -m pyalloc.demo
 
 test: setup lint ctest pytest
 
