@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from pyalloc._native import ffi, lib
 
@@ -77,7 +77,7 @@ class Block:
         self.size = size
         self.requested = requested
         self._live = True
-        self._exports = 0
+        self._exports: Set[int] = set()  # ids of the keeper objects of live views
 
     @property
     def live(self) -> bool:
@@ -100,18 +100,19 @@ class Block:
 
     def view(self) -> memoryview:
         """A writable zero-copy memoryview of the block's ``size`` bytes."""
-        owner = self._owner
-        with owner._lock:
+        with self._owner._lock:
             self._require_live()
-            self._exports += 1
-        # The cdata's destructor runs when the last view (or slice of one) is released; the
-        # bound method keeps this block, hence its pool and its memory, alive until then.
-        keeper = ffi.gc(ffi.cast("char *", self._ptr), self._unexport)
+            # The keeper's destructor runs when the last view (or slice of one) is released;
+            # the bound method keeps this block, hence its pool and its memory, alive until then.
+            raw = ffi.cast("char *", self._ptr)
+            keeper = ffi.gc(raw, self._unexport)  # the destructor is called with `raw`
+            self._exports.add(id(raw))
         return memoryview(ffi.buffer(keeper, self.size))
 
-    def _unexport(self, _cdata: Any) -> None:
-        with self._owner._lock:
-            self._exports -= 1
+    def _unexport(self, raw: Any) -> None:
+        # Runs from a deallocation, possibly in the middle of any code of this thread: it must
+        # not take the lock. set.discard is atomic under the GIL.
+        self._exports.discard(id(raw))
 
     def __buffer__(self, flags: int) -> memoryview:  # PEP 688 (Python 3.12+)
         return self.view()
@@ -140,7 +141,7 @@ class _Allocator:
     _kind = "allocator"
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self._closed = False
         self._live: Dict[int, Block] = {}
         self._handle: Any = ffi.NULL
@@ -174,7 +175,7 @@ class _Allocator:
                              "not live (double free?)")
         if block._exports:
             raise BufferError(f"cannot {action} block at offset {block.offset}: "
-                              f"{block._exports} view(s) still exported")
+                              f"{len(block._exports)} view(s) still exported")
         block._live = False
         del self._live[block.offset]
 
