@@ -313,3 +313,20 @@ def test_slab_contract() -> None:
 def test_bad_slab_arguments(kwargs, exc, word) -> None:
     with pytest.raises(exc, match=word):
         pyalloc.Slab(**kwargs)
+
+
+def test_view_in_a_reference_cycle_is_released_by_gc() -> None:
+    with pyalloc.Pool(1 << 20) as pool:
+        blk = pool.alloc(16)
+
+        class Holder:
+            pass
+
+        h = Holder()
+        h.view = blk.view()[2:6]
+        h.me = h  # a cycle: only the cyclic collector frees it
+        del h
+        with pytest.raises(BufferError):
+            pool.free(blk)
+        gc.collect()
+        pool.free(blk)  # the collector released the view; nothing deadlocked
