@@ -12,18 +12,14 @@ APT_BENCH_PACKAGES := libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 runc
 PIP_PACKAGES := "cffi>=1.15" setuptools wheel "pytest>=7" hypothesis pytest-benchmark pytest-timeout ruff
 PYTEST_ARGS ?=
 
-.PHONY: all setup deps build demo test ctest pytest lint bench clean
+.PHONY: all setup deps build demo test ctest pytest lint bench bench-deps bench-compare clean
 
 all: build
 
 setup: deps build
 
 deps:
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	  if [ -n "$$missing" ]; then echo "apt-get install$$missing"; \
-	    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; fi; \
-	fi
+	@scripts/ensure-apt $(APT_PACKAGES)
 	@$(PY) -m pip install -q --disable-pip-version-check $(PIP_PACKAGES)
 
 build:
@@ -60,9 +56,25 @@ $(BIN)/stress: csrc/tests/stress.c $(CORE) $(HDRS)
 pytest:
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-bench: setup
-	$(PY) -m pytest bench -q --benchmark-only --benchmark-json=docs/bench-latest.json
-	$(PY) bench/report.py docs/bench-latest.json
+# Benchmarks: peers from Debian, matplotlib for the plots; results in docs/BENCHMARKS.md.
+BENCH_JSON := .benchmarks/latest.json
+BENCH_ARGS ?=
+
+bench-deps:
+	@scripts/ensure-apt $(APT_BENCH_PACKAGES)
+	@$(PY) -m pip install -q --disable-pip-version-check matplotlib
+
+bench: setup bench-deps
+	@mkdir -p .benchmarks
+	$(PY) -m pytest bench -q --benchmark-only --benchmark-autosave --benchmark-json=$(BENCH_JSON) $(BENCH_ARGS)
+	$(PY) bench/report.py $(BENCH_JSON) --out docs/BENCHMARKS.md --command "make bench"
+	$(PY) bench/report.py $(BENCH_JSON) --scaling-into docs/pool.md
+
+# Regression guard: compares a new run with the last saved one (make bench saves each run)
+# and fails when a median got more than BENCH_FAIL worse.
+BENCH_FAIL ?= median:25%
+bench-compare: setup
+	$(PY) -m pytest bench -q --benchmark-only --benchmark-compare --benchmark-compare-fail=$(BENCH_FAIL) $(BENCH_ARGS)
 
 clean:
 	rm -rf build $(BIN) *.egg-info pyalloc/*.so pyalloc/_native.c pycontain/*.so pycontain/_sys_native.c csrc/*.o pyalloc/*.o pycontain/*.o
