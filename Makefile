@@ -20,11 +20,11 @@ setup: deps build
 
 deps:
 	@scripts/ensure-apt $(APT_PACKAGES)
-	@$(PY) -m pip install -q --disable-pip-version-check $(PIP_PACKAGES)
+	@$(PY) -m pip install -q --disable-pip-version-check --root-user-action=ignore $(PIP_PACKAGES)
 
 build:
 	$(PY) setup.py -q build_ext --inplace
-	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e .
+	$(PY) -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-build-isolation --no-deps -e .
 
 demo: setup
 	$(PY) -m pyalloc.demo
@@ -62,7 +62,7 @@ BENCH_ARGS ?=
 
 bench-deps:
 	@scripts/ensure-apt $(APT_BENCH_PACKAGES)
-	@$(PY) -m pip install -q --disable-pip-version-check matplotlib
+	@$(PY) -m pip install -q --disable-pip-version-check --root-user-action=ignore matplotlib
 
 bench: setup bench-deps
 	@mkdir -p .benchmarks
