@@ -1,0 +1,95 @@
+"""pycontain: a container runtime in Python (namespaces, cgroups, overlayfs, OCI config model).
+
+Python API::
+
+    import pycontain
+    res = pycontain.run(["python3", "-c", "print(1)"], image="host", memory="64M")
+    res.exit_code, res.oom_killed, res.stats
+
+    c = pycontain.start(["sleep", "60"], name="web")      # detached, under a supervisor
+    c.exec(["ps"]).exit_code; c.stop(); c.remove()
+
+Submodules are imported lazily so that the command line starts fast.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, List, Optional, Sequence
+
+    from pycontain.container import Container, Result, Runtime
+
+__all__ = ["Container", "ContainerError", "Result", "Runtime", "containers", "get", "run",
+           "start"]
+__version__ = "0.1.0"
+
+_LAZY = {"Container", "ContainerError", "Result", "Runtime", "parse_size"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from pycontain import container
+
+        return getattr(container, name)
+    raise AttributeError(f"module 'pycontain' has no attribute {name!r}")
+
+
+def _runtime(root: Optional[str], storage: Optional[str], cgroup_parent: Optional[str]) -> Runtime:
+    from pycontain.container import Runtime
+
+    return Runtime(root, storage, cgroup_parent)
+
+
+def run(
+    command: Sequence[str],
+    image: Optional[str] = "host",
+    *,
+    root: Optional[str] = None,
+    storage: Optional[str] = None,
+    cgroup_parent: Optional[str] = None,
+    remove: bool = True,
+    stdin: Any = None,
+    stdout: Any = None,
+    stderr: Any = None,
+    capture_output: bool = False,
+    timeout: Optional[float] = None,
+    **options: Any,
+) -> Result:
+    """Run ``command`` in a new container in the foreground and return its Result.
+
+    Options are those of Runtime.create: rootfs, name, memory ("64M"), memory_swap, pids, cpus,
+    hostname, net ("none" | "host"), env, volumes (["SRC:DST[:ro]"]), workdir, read_only,
+    init, preload (allocator policy). The container is removed afterwards unless remove=False.
+    Setup errors raise ContainerError (exit_code 125, or 126/127 when the command cannot be
+    executed) and leave nothing behind.
+    """
+    rt = _runtime(root, storage, cgroup_parent)
+    c = rt.create(command, image, remove=remove, **options)
+    return c.run(stdin=stdin, stdout=stdout, stderr=stderr, capture_output=capture_output,
+                 timeout=timeout)
+
+
+def start(
+    command: Sequence[str],
+    image: Optional[str] = "host",
+    *,
+    root: Optional[str] = None,
+    storage: Optional[str] = None,
+    cgroup_parent: Optional[str] = None,
+    remove: bool = False,
+    **options: Any,
+) -> Container:
+    """Start ``command`` detached (output goes to the container log); returns the Container."""
+    rt = _runtime(root, storage, cgroup_parent)
+    c = rt.create(command, image, detach=True, remove=remove, **options)
+    c.start()
+    return c
+
+
+def get(name: str, root: Optional[str] = None, storage: Optional[str] = None) -> Container:
+    return _runtime(root, storage, None).get(name)
+
+
+def containers(root: Optional[str] = None, storage: Optional[str] = None) -> List[Container]:
+    return _runtime(root, storage, None).containers()

@@ -1,0 +1,550 @@
+"""Cgroups: one interface, a v1 driver and a v2 driver, chosen from what the machine mounts.
+
+``detect()`` reads /proc/self/mountinfo: cgroup2 mounted at /sys/fs/cgroup means the unified
+hierarchy (v2); otherwise the v1 controllers are used (memory, pids, cpu, cpuacct, devices and,
+when asked for, cpuset), each under its own mount; a cgroup2 tree mounted elsewhere is used only
+if it offers the memory controller. Every cgroup the runtime creates lives under one parent
+(``pycontain`` by default) of each hierarchy; nothing else is ever written or removed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+
+from pycontain.spec import Resources
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple
+
+DEFAULT_PARENT = "pycontain"
+V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "devices")
+V2_CONTROLLERS = ("memory", "pids", "cpu")
+
+
+class CgroupError(RuntimeError):
+    """A cgroup could not be created, configured or removed."""
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _read_int(path: str) -> Optional[int]:
+    try:
+        raw = _read(path).strip()
+    except OSError:
+        return None
+    if raw == "max":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+def _read_keyed(path: str) -> Dict[str, int]:
+    """Parse a flat-keyed file ("key value" per line)."""
+    out: Dict[str, int] = {}
+    try:
+        text = _read(path)
+    except OSError:
+        return out
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                out[parts[0]] = int(parts[1])
+            except ValueError:
+                pass
+    return out
+
+
+def _write(path: str, value: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise CgroupError(f"cannot open {path}: {e.strerror}") from e
+    try:
+        os.write(fd, value.encode())
+    except OSError as e:
+        raise CgroupError(f"cannot write {value!r} to {path}: {e.strerror}") from e
+    finally:
+        os.close(fd)
+
+
+# Directory operations go through these two names so that tests can drive the drivers against
+# a fake hierarchy (where mkdir must populate the interface files, as the kernel does).
+def _mkdir(path: str) -> None:
+    os.mkdir(path)
+
+
+def _rmdir(path: str) -> None:
+    os.rmdir(path)
+
+
+def _read_pids(procs_file: str) -> List[int]:
+    try:
+        return [int(x) for x in _read(procs_file).split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _signal_members(pids: List[int], sig: int, rel: str) -> int:
+    """Send ``sig`` to those of ``pids`` still in cgroup ``rel``, race-free via pidfds."""
+    sent = 0
+    suffix = ":" + rel.rstrip("/")
+    for pid in pids:
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            continue
+        try:
+            lines = _read(f"/proc/{pid}/cgroup").splitlines()
+            if any(line.endswith(suffix) for line in lines):
+                signal.pidfd_send_signal(pidfd, sig)
+                sent += 1
+        except OSError:
+            pass
+        finally:
+            os.close(pidfd)
+    return sent
+
+
+class Cgroup:
+    """One container's cgroup (possibly one directory per v1 controller)."""
+
+    version = 0
+
+    def __init__(self, rel: str) -> None:
+        self.rel = rel  # path relative to each hierarchy's root, e.g. "pycontain/ab12"
+
+    # -- membership ----------------------------------------------------------------------
+    def procs_files(self) -> List[str]:
+        """The cgroup.procs files (one per hierarchy) listing the member processes."""
+        raise NotImplementedError
+
+    def join_files(self) -> List[str]:
+        """The files a single-threaded process writes "0" to in order to join."""
+        return self.procs_files()
+
+    def add(self, pid: int) -> None:
+        for f in self.procs_files():
+            _write(f, str(pid))
+
+    def pids(self) -> List[int]:
+        files = self.procs_files()
+        return _read_pids(files[0]) if files else []
+
+    # -- stats ---------------------------------------------------------------------------
+    def stats(self) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def oom_kills(self) -> int:
+        raise NotImplementedError
+
+    # -- teardown ------------------------------------------------------------------------
+    def dirs(self) -> List[str]:
+        raise NotImplementedError
+
+    def kill_all(self, sig: int = signal.SIGKILL) -> None:
+        _signal_members(self.pids(), sig, "/" + self.rel)
+
+    def remove(self, timeout: float = 10.0) -> None:
+        """Kill whatever is left and remove every directory, retrying until empty."""
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        pending = [d for d in self.dirs() if os.path.isdir(d)]
+        while pending:
+            left = []
+            for d in pending:
+                try:
+                    _rmdir(d)
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    if e.errno not in (errno.EBUSY, errno.ENOTEMPTY, errno.EAGAIN):
+                        raise CgroupError(f"cannot remove cgroup {d}: {e.strerror}") from e
+                    left.append(d)
+            pending = left
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise CgroupError(f"cgroup {pending[0]} still busy after {timeout:.0f}s")
+            self.kill_all()
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def to_dict(self) -> Dict[str, Any]:
+        raise NotImplementedError
+
+
+class CgroupV1(Cgroup):
+    version = 1
+
+    def __init__(self, rel: str, paths: Dict[str, str]) -> None:
+        super().__init__(rel)
+        self.paths = paths  # controller -> directory
+
+    def procs_files(self) -> List[str]:
+        seen = []
+        for d in self.paths.values():
+            f = os.path.join(d, "cgroup.procs")
+            if f not in seen:
+                seen.append(f)
+        return seen
+
+    def join_files(self) -> List[str]:
+        # Writing "0" to ``tasks`` moves only the calling thread, which for a single-threaded
+        # child is the whole process - and, unlike cgroup.procs, skips the global threadgroup
+        # rwsem, whose write side waits for an RCU grace period (~10ms per container start).
+        return [f[: -len("cgroup.procs")] + "tasks" for f in self.procs_files()]
+
+    def pids(self) -> List[int]:
+        out: List[int] = []
+        for f in self.procs_files():
+            for p in _read_pids(f):
+                if p not in out:
+                    out.append(p)
+        return out
+
+    def dirs(self) -> List[str]:
+        return sorted(set(self.paths.values()))
+
+    def _f(self, controller: str, name: str) -> Optional[str]:
+        d = self.paths.get(controller)
+        return None if d is None else os.path.join(d, name)
+
+    def oom_kills(self) -> int:
+        f = self._f("memory", "memory.oom_control")
+        return _read_keyed(f).get("oom_kill", 0) if f else 0
+
+    def stats(self) -> Dict[str, Any]:
+        s: Dict[str, Any] = {"cgroup_version": 1}
+        if "memory" in self.paths:
+            m = self.paths["memory"]
+            s["memory_current"] = _read_int(os.path.join(m, "memory.usage_in_bytes"))
+            s["memory_peak"] = _read_int(os.path.join(m, "memory.max_usage_in_bytes"))
+            limit = _read_int(os.path.join(m, "memory.limit_in_bytes"))
+            s["memory_limit"] = None if limit is None or limit >= 1 << 62 else limit
+            s["memory_failcnt"] = _read_int(os.path.join(m, "memory.failcnt"))
+            s["oom_kills"] = self.oom_kills()
+        if "pids" in self.paths:
+            p = self.paths["pids"]
+            s["pids_current"] = _read_int(os.path.join(p, "pids.current"))
+            s["pids_limit"] = _read_int(os.path.join(p, "pids.max"))
+            s["pids_limit_hits"] = _read_keyed(os.path.join(p, "pids.events")).get("max", 0)
+        if "cpuacct" in self.paths:
+            usage = _read_int(os.path.join(self.paths["cpuacct"], "cpuacct.usage"))
+            s["cpu_usage_usec"] = None if usage is None else usage // 1000
+        if "cpu" in self.paths:
+            st = _read_keyed(os.path.join(self.paths["cpu"], "cpu.stat"))
+            s["cpu_nr_throttled"] = st.get("nr_throttled")
+            tt = st.get("throttled_time")
+            s["cpu_throttled_usec"] = None if tt is None else tt // 1000
+        return s
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"version": 1, "rel": self.rel, "paths": dict(self.paths)}
+
+
+class CgroupV2(Cgroup):
+    version = 2
+
+    def __init__(self, rel: str, path: str) -> None:
+        super().__init__(rel)
+        self.path = path
+
+    def procs_files(self) -> List[str]:
+        return [os.path.join(self.path, "cgroup.procs")]
+
+    def dirs(self) -> List[str]:
+        return [self.path]
+
+    def oom_kills(self) -> int:
+        return _read_keyed(os.path.join(self.path, "memory.events")).get("oom_kill", 0)
+
+    def stats(self) -> Dict[str, Any]:
+        p = self.path
+        ev = _read_keyed(os.path.join(p, "memory.events"))
+        cpu = _read_keyed(os.path.join(p, "cpu.stat"))
+        pev = _read_keyed(os.path.join(p, "pids.events"))
+        return {
+            "cgroup_version": 2,
+            "memory_current": _read_int(os.path.join(p, "memory.current")),
+            "memory_peak": _read_int(os.path.join(p, "memory.peak")),
+            "memory_limit": _read_int(os.path.join(p, "memory.max")),
+            "memory_failcnt": ev.get("max"),
+            "oom_kills": ev.get("oom_kill", 0),
+            "pids_current": _read_int(os.path.join(p, "pids.current")),
+            "pids_limit": _read_int(os.path.join(p, "pids.max")),
+            "pids_limit_hits": pev.get("max", 0),
+            "cpu_usage_usec": cpu.get("usage_usec"),
+            "cpu_nr_throttled": cpu.get("nr_throttled"),
+            "cpu_throttled_usec": cpu.get("throttled_usec"),
+        }
+
+    def kill_all(self, sig: int = signal.SIGKILL) -> None:
+        kill_file = os.path.join(self.path, "cgroup.kill")
+        if sig == signal.SIGKILL and os.path.exists(kill_file):
+            try:
+                _write(kill_file, "1")
+                return
+            except CgroupError:
+                pass
+        super().kill_all(sig)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"version": 2, "rel": self.rel, "path": self.path}
+
+
+class Driver:
+    """Creates cgroups in one kind of hierarchy."""
+
+    version = 0
+
+    def create(self, name: str, resources: Resources, parent: str = DEFAULT_PARENT) -> Cgroup:
+        raise NotImplementedError
+
+
+def _check_name(name: str, parent: str) -> str:
+    for part in (name, *parent.split("/")):
+        if not part or part in (".", "..") or "/" in name:
+            raise CgroupError(f"invalid cgroup name {parent}/{name}")
+    return f"{parent}/{name}"
+
+
+class V1Driver(Driver):
+    version = 1
+
+    def __init__(self, mounts: Dict[str, str]) -> None:
+        self.mounts = mounts  # controller -> mount point
+
+    def create(self, name: str, resources: Resources, parent: str = DEFAULT_PARENT) -> Cgroup:
+        rel = _check_name(name, parent)
+        wanted = [c for c in V1_CONTROLLERS if c in self.mounts]
+        if resources.cpuset_cpus or resources.cpuset_mems:
+            if "cpuset" not in self.mounts:
+                raise CgroupError("cpuset controller is not mounted")
+            wanted.append("cpuset")
+        for c in ("memory", "pids"):
+            if c not in self.mounts:
+                raise CgroupError(f"cgroup v1 controller {c!r} is not mounted")
+        paths: Dict[str, str] = {}
+        created: List[str] = []
+        cg = CgroupV1(rel, paths)
+        try:
+            for c in wanted:
+                path = os.path.join(self.mounts[c], rel)
+                paths[c] = path
+                if path in created:
+                    continue
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                if c == "cpuset":
+                    self._init_cpuset(os.path.dirname(path))
+                _mkdir(path)
+                created.append(path)
+            self._apply(paths, resources)
+        except OSError as e:
+            self._undo(created)
+            raise CgroupError(f"cannot create cgroup {rel}: {e.strerror}") from e
+        except CgroupError:
+            self._undo(created)
+            raise
+        return cg
+
+    @staticmethod
+    def _undo(created: List[str]) -> None:
+        for d in reversed(created):
+            try:
+                _rmdir(d)
+            except OSError:
+                pass
+
+    @staticmethod
+    def _init_cpuset(parent: str) -> None:
+        for f in ("cpuset.cpus", "cpuset.mems"):
+            path = os.path.join(parent, f)
+            if not _read(path).strip():
+                _write(path, _read(os.path.join(os.path.dirname(parent), f)).strip())
+
+    @staticmethod
+    def _apply(paths: Dict[str, str], r: Resources) -> None:
+        mem = paths.get("memory")
+        if mem and r.memory_limit is not None:
+            _write(os.path.join(mem, "memory.limit_in_bytes"), str(r.memory_limit))
+            memsw = os.path.join(mem, "memory.memsw.limit_in_bytes")
+            if os.path.exists(memsw):
+                if r.memory_swap is None:
+                    _write(memsw, str(r.memory_limit))
+                elif r.memory_swap > 0:
+                    _write(memsw, str(max(r.memory_swap, r.memory_limit)))
+            elif r.memory_swap is None:
+                try:
+                    _write(os.path.join(mem, "memory.swappiness"), "0")
+                except CgroupError:
+                    pass
+        pids = paths.get("pids")
+        if pids and r.pids_limit is not None and r.pids_limit > 0:
+            _write(os.path.join(pids, "pids.max"), str(r.pids_limit))
+        cpu = paths.get("cpu")
+        if cpu:
+            if r.cpu_quota is not None:
+                _write(os.path.join(cpu, "cpu.cfs_period_us"), str(r.cpu_period or 100000))
+                _write(os.path.join(cpu, "cpu.cfs_quota_us"), str(r.cpu_quota))
+            if r.cpu_shares is not None:
+                _write(os.path.join(cpu, "cpu.shares"), str(r.cpu_shares))
+        cpuset = paths.get("cpuset")
+        if cpuset:
+            parent = os.path.dirname(cpuset)
+            _write(os.path.join(cpuset, "cpuset.cpus"),
+                   r.cpuset_cpus or _read(os.path.join(parent, "cpuset.cpus")).strip())
+            _write(os.path.join(cpuset, "cpuset.mems"),
+                   r.cpuset_mems or _read(os.path.join(parent, "cpuset.mems")).strip())
+        dev = paths.get("devices")
+        if dev and r.devices:
+            for rule in r.devices:
+                kind = rule.get("type") or "a"
+                major = rule.get("major")
+                minor = rule.get("minor")
+                access = rule.get("access") or "rwm"
+                if kind == "a":
+                    line = "a"
+                else:
+                    line = (f"{kind} {'*' if major is None or major < 0 else major}:"
+                            f"{'*' if minor is None or minor < 0 else minor} {access}")
+                name = "devices.allow" if rule.get("allow") else "devices.deny"
+                _write(os.path.join(dev, name), line)
+
+
+class V2Driver(Driver):
+    version = 2
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def _enable(self, directory: str, controllers: List[str]) -> None:
+        current = set(_read(os.path.join(directory, "cgroup.subtree_control")).split())
+        missing = [c for c in controllers if c not in current]
+        if missing:
+            _write(os.path.join(directory, "cgroup.subtree_control"),
+                   " ".join("+" + c for c in missing))
+
+    def create(self, name: str, resources: Resources, parent: str = DEFAULT_PARENT) -> Cgroup:
+        rel = _check_name(name, parent)
+        try:
+            available = set(_read(os.path.join(self.root, "cgroup.controllers")).split())
+        except OSError as e:
+            raise CgroupError(f"{self.root} is not a cgroup2 hierarchy: {e.strerror}") from e
+        wanted = [c for c in V2_CONTROLLERS if c in available]
+        if resources.cpuset_cpus or resources.cpuset_mems:
+            wanted.append("cpuset")
+        for c in ("memory", "pids"):
+            if c not in available:
+                raise CgroupError(f"cgroup2 controller {c!r} is not available")
+        path = os.path.join(self.root, rel)
+        try:
+            # Enable the controllers along the way down from the root.
+            d = self.root
+            for part in parent.split("/"):
+                self._enable(d, wanted)
+                d = os.path.join(d, part)
+                if not os.path.isdir(d):
+                    _mkdir(d)
+            self._enable(d, wanted)
+            _mkdir(path)
+        except OSError as e:
+            raise CgroupError(f"cannot create cgroup {rel}: {e.strerror}") from e
+        cg = CgroupV2(rel, path)
+        try:
+            self._apply(path, resources)
+        except CgroupError:
+            try:
+                cg.remove(timeout=1)
+            except CgroupError:
+                pass
+            raise
+        return cg
+
+    @staticmethod
+    def _apply(path: str, r: Resources) -> None:
+        if r.memory_limit is not None:
+            _write(os.path.join(path, "memory.max"), str(r.memory_limit))
+            if r.memory_swap is None:
+                swap = "0"
+            elif r.memory_swap < 0:
+                swap = "max"
+            else:
+                swap = str(max(r.memory_swap - r.memory_limit, 0))
+            try:
+                _write(os.path.join(path, "memory.swap.max"), swap)
+            except CgroupError:
+                if os.path.exists(os.path.join(path, "memory.swap.max")):
+                    raise  # present but refused; absent = no swap accounting, nothing to do
+        if r.pids_limit is not None and r.pids_limit > 0:
+            _write(os.path.join(path, "pids.max"), str(r.pids_limit))
+        if r.cpu_quota is not None:
+            _write(os.path.join(path, "cpu.max"), f"{r.cpu_quota} {r.cpu_period or 100000}")
+        if r.cpu_shares is not None:
+            # The usual conversion from v1 shares (2..262144) to v2 weight (1..10000).
+            weight = 1 + ((r.cpu_shares - 2) * 9999) // 262142
+            _write(os.path.join(path, "cpu.weight"), str(max(1, min(weight, 10000))))
+        if r.cpuset_cpus:
+            _write(os.path.join(path, "cpuset.cpus"), r.cpuset_cpus)
+        if r.cpuset_mems:
+            _write(os.path.join(path, "cpuset.mems"), r.cpuset_mems)
+
+
+def parse_mountinfo(text: str) -> List[Tuple[str, str, str]]:
+    """(mount point, fs type, super options) for every cgroup/cgroup2 mount."""
+    out = []
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        fields = left.split()
+        rfields = right.split()
+        if len(fields) < 5 or len(rfields) < 3:
+            continue
+        fstype = rfields[0]
+        if fstype in ("cgroup", "cgroup2"):
+            mnt = fields[4].replace("\\040", " ")
+            out.append((mnt, fstype, rfields[2]))
+    return out
+
+
+def detect(mountinfo: Optional[str] = None) -> Driver:
+    """Pick the driver for this machine (see the module docstring)."""
+    if mountinfo is None:
+        mountinfo = _read("/proc/self/mountinfo")
+    mounts = parse_mountinfo(mountinfo)
+    v1: Dict[str, str] = {}
+    v2: List[str] = []
+    for mnt, fstype, opts in mounts:
+        if fstype == "cgroup2":
+            v2.append(mnt)
+            continue
+        for opt in opts.split(","):
+            if opt in ("memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer"):
+                v1.setdefault(opt, mnt)
+    if "/sys/fs/cgroup" in v2:
+        return V2Driver("/sys/fs/cgroup")
+    if "memory" in v1:
+        return V1Driver(v1)
+    for mnt in v2:
+        try:
+            if "memory" in _read(os.path.join(mnt, "cgroup.controllers")).split():
+                return V2Driver(mnt)
+        except OSError:
+            continue
+    raise CgroupError("no usable cgroup hierarchy (need cgroup v1 memory or cgroup2)")
+
+
+def from_dict(d: Dict[str, Any]) -> Cgroup:
+    if d.get("version") == 2:
+        return CgroupV2(d["rel"], d["path"])
+    return CgroupV1(d["rel"], dict(d["paths"]))

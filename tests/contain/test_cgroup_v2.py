@@ -1,0 +1,189 @@
+"""The cgroup v2 driver against a fake cgroup2 tree (files named and formatted as the kernel's).
+
+The fake "kernel" populates the interface files when a directory is created, the way cgroupfs
+does, and removes them on rmdir; everything else is the driver's own file I/O.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+
+import pytest
+
+from pycontain import cgroups
+from pycontain.spec import Resources
+
+ROOT_FILES = {
+    "cgroup.controllers": "cpuset cpu io memory hugetlb pids rdma misc\n",
+    "cgroup.subtree_control": "\n",
+    "cgroup.procs": "1\n",
+    "cgroup.max.depth": "max\n",
+}
+CHILD_FILES = {
+    "cgroup.controllers": "",
+    "cgroup.subtree_control": "\n",
+    "cgroup.procs": "",
+    "cgroup.events": "populated 0\nfrozen 0\n",
+    "cgroup.kill": "",
+    "cgroup.type": "domain\n",
+    "memory.current": "0\n",
+    "memory.peak": "0\n",
+    "memory.max": "max\n",
+    "memory.high": "max\n",
+    "memory.swap.max": "max\n",
+    "memory.swap.current": "0\n",
+    "memory.events": "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n",
+    "memory.stat": "anon 0\nfile 0\n",
+    "pids.current": "0\n",
+    "pids.max": "max\n",
+    "pids.events": "max 0\n",
+    "cpu.max": "max 100000\n",
+    "cpu.weight": "100\n",
+    "cpu.stat": "usage_usec 0\nuser_usec 0\nsystem_usec 0\nnr_periods 0\nnr_throttled 0\n"
+                "throttled_usec 0\nnr_bursts 0\nburst_usec 0\n",
+}
+
+
+@pytest.fixture
+def fake_tree(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    for name, text in ROOT_FILES.items():
+        (root / name).write_text(text)
+
+    def fake_mkdir(path: str) -> None:
+        os.mkdir(path)
+        parent_ctl = (os.path.join(os.path.dirname(path), "cgroup.subtree_control"))
+        with open(parent_ctl) as f:
+            enabled = f.read().split()
+        for name, text in CHILD_FILES.items():
+            ctrl = name.split(".")[0]
+            if ctrl != "cgroup" and "+" + ctrl not in enabled and ctrl not in enabled:
+                continue  # the kernel shows a controller's files only when it is enabled
+            with open(os.path.join(path, name), "w") as f:
+                f.write(text)
+        with open(os.path.join(path, "cgroup.controllers"), "w") as f:
+            f.write(" ".join(c.lstrip("+") for c in enabled) + "\n")
+
+    def fake_rmdir(path: str) -> None:
+        with open(os.path.join(path, "cgroup.procs")) as f:
+            if f.read().strip():
+                raise OSError(16, "Device or resource busy")
+        shutil.rmtree(path)
+
+    monkeypatch.setattr(cgroups, "_mkdir", fake_mkdir)
+    monkeypatch.setattr(cgroups, "_rmdir", fake_rmdir)
+    return root
+
+
+def read(path) -> str:  # type: ignore[no-untyped-def]
+    with open(path) as f:
+        return f.read().strip()
+
+
+def test_detect_prefers_unified_mount_with_controllers(fake_tree) -> None:  # type: ignore[no-untyped-def]
+    info = (f"41 31 0:38 / {fake_tree} rw,relatime - cgroup2 cgroup2 rw\n")
+    d = cgroups.detect(info)
+    assert isinstance(d, cgroups.V2Driver) and d.root == str(fake_tree)
+    (fake_tree / "cgroup.controllers").write_text("cpu io\n")  # no memory: not usable
+    with pytest.raises(cgroups.CgroupError):
+        cgroups.detect(info)
+
+
+def test_create_applies_limits(fake_tree) -> None:  # type: ignore[no-untyped-def]
+    drv = cgroups.V2Driver(str(fake_tree))
+    res = Resources(memory_limit=64 << 20, pids_limit=50, cpu_quota=50000, cpu_period=100000)
+    cg = drv.create("c1", res)
+    assert isinstance(cg, cgroups.CgroupV2)
+    path = fake_tree / "pycontain" / "c1"
+    assert cg.path == str(path)
+    # controllers enabled all the way down
+    for d in (fake_tree, fake_tree / "pycontain"):
+        assert set(read(d / "cgroup.subtree_control").split()) == {"+memory", "+pids", "+cpu"}
+    assert read(path / "memory.max") == str(64 << 20)
+    assert read(path / "memory.swap.max") == "0"  # swap off by default
+    assert read(path / "pids.max") == "50"
+    assert read(path / "cpu.max") == "50000 100000"
+    assert cg.procs_files() == [str(path / "cgroup.procs")]
+    assert cgroups.from_dict(cg.to_dict()).path == cg.path
+    cg.remove(timeout=1)
+    assert not path.exists()
+    assert (fake_tree / "pycontain").is_dir()  # the shared parent stays
+
+
+def test_swap_allowance_and_unlimited(fake_tree) -> None:  # type: ignore[no-untyped-def]
+    drv = cgroups.V2Driver(str(fake_tree))
+    cg = drv.create("c2", Resources(memory_limit=100, memory_swap=300))
+    assert read(fake_tree / "pycontain" / "c2" / "memory.swap.max") == "200"
+    cg.remove(timeout=1)
+    cg = drv.create("c3", Resources(memory_limit=100, memory_swap=-1))
+    assert read(fake_tree / "pycontain" / "c3" / "memory.swap.max") == "max"
+    cg.remove(timeout=1)
+
+
+def test_stats_and_oom_detection(fake_tree) -> None:  # type: ignore[no-untyped-def]
+    drv = cgroups.V2Driver(str(fake_tree))
+    cg = drv.create("c4", Resources(memory_limit=1 << 20))
+    path = fake_tree / "pycontain" / "c4"
+    assert cg.oom_kills() == 0
+    (path / "memory.current").write_text("4096\n")
+    (path / "memory.peak").write_text("1048576\n")
+    (path / "memory.events").write_text(
+        "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n")
+    (path / "pids.current").write_text("3\n")
+    (path / "pids.events").write_text("max 2\n")
+    (path / "cpu.stat").write_text(
+        "usage_usec 123456\nuser_usec 100000\nsystem_usec 23456\nnr_periods 10\n"
+        "nr_throttled 4\nthrottled_usec 5000\n")
+    s = cg.stats()
+    assert s["cgroup_version"] == 2
+    assert s["memory_current"] == 4096
+    assert s["memory_peak"] == 1 << 20
+    assert s["memory_limit"] == 1 << 20
+    assert s["oom_kills"] == 1 and cg.oom_kills() == 1
+    assert s["pids_current"] == 3 and s["pids_limit"] is None and s["pids_limit_hits"] == 2
+    assert s["cpu_usage_usec"] == 123456
+    assert s["cpu_nr_throttled"] == 4 and s["cpu_throttled_usec"] == 5000
+    cg.remove(timeout=1)
+
+
+def test_kill_all_uses_cgroup_kill_and_remove_retries(fake_tree, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    drv = cgroups.V2Driver(str(fake_tree))
+    cg = drv.create("c5", Resources())
+    path = fake_tree / "pycontain" / "c5"
+    (path / "cgroup.procs").write_text("4242\n")
+    kills = []
+
+    real_write = cgroups._write
+
+    def spy_write(p: str, value: str) -> None:
+        real_write(p, value)
+        if p.endswith("cgroup.kill"):
+            kills.append(value)
+            (path / "cgroup.procs").write_text("")  # the "kernel" kills everything
+
+    monkeypatch.setattr(cgroups, "_write", spy_write)
+    cg.remove(timeout=2)  # busy first, then kill, then empty
+    assert kills == ["1"]
+    assert not path.exists()
+
+
+def test_remove_gives_up_with_clear_error(fake_tree, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    drv = cgroups.V2Driver(str(fake_tree))
+    cg = drv.create("c6", Resources())
+    path = fake_tree / "pycontain" / "c6"
+    (path / "cgroup.procs").write_text("999999\n")
+    monkeypatch.setattr(cgroups.CgroupV2, "kill_all", lambda self, sig=signal.SIGKILL: None)
+    with pytest.raises(cgroups.CgroupError, match="still busy"):
+        cg.remove(timeout=0.05)
+    (path / "cgroup.procs").write_text("")
+    cg.remove(timeout=1)
+
+
+def test_missing_controller_is_an_error(fake_tree) -> None:  # type: ignore[no-untyped-def]
+    (fake_tree / "cgroup.controllers").write_text("cpu io\n")
+    with pytest.raises(cgroups.CgroupError, match="memory"):
+        cgroups.V2Driver(str(fake_tree)).create("c7", Resources())
+    assert not (fake_tree / "pycontain" / "c7").exists()
