@@ -22,9 +22,13 @@ deps:
 	@scripts/ensure-apt $(APT_PACKAGES)
 	@$(PY) -m pip install -q --disable-pip-version-check --root-user-action=ignore $(PIP_PACKAGES)
 
+# In place, plus an editable install in "compat" mode (a plain path entry: no import hook to
+# slow every interpreter start) for the `pyalloc` and `pycontain` commands; bytecode compiled
+# ahead so that a CLI start does not compile (PYTHONDONTWRITEBYTECODE may be set).
 build:
 	$(PY) setup.py -q build_ext --inplace
-	$(PY) -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-build-isolation --no-deps -e .
+	$(PY) -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-build-isolation --no-deps --config-settings editable_mode=compat -e .
+	$(PY) -m compileall -q pyalloc pycontain
 
 demo: setup
 	$(PY) -m pyalloc.demo
