@@ -104,16 +104,10 @@ def _parser(only: Optional[str] = None) -> Any:
         ins = sub.add_parser("inspect", parents=[common], help="JSON state of a container")
         ins.add_argument("name", nargs="+")
 
-    if only in (None, "image"):
-        im = sub.add_parser("image", parents=[common], help="manage images")
-        isub = im.add_subparsers(dest="image_verb", metavar="VERB", parser_class=_Parser)
-        isub.required = True
-        isub.add_parser("ls", parents=[common], help="list images")
-        irm = isub.add_parser("rm", parents=[common], help="remove an image")
-        irm.add_argument("name", nargs="+")
-        imp = isub.add_parser("import", parents=[common], help="import an image")
-        imp.add_argument("path")
-        imp.add_argument("--name")
+    if only in (None, "image", "commit"):
+        from pycontain import image_cli
+
+        image_cli.add_subparsers(sub, [common], _Parser)
     return p
 
 
@@ -240,30 +234,22 @@ def cmd_inspect(args: Any) -> int:
 
 
 def cmd_image(args: Any) -> int:
+    from pycontain import image_cli
     from pycontain.container import ContainerError
     from pycontain.images import ImageError
 
-    store = _runtime(args).images
+    rt = _runtime(args)
     try:
-        if args.image_verb == "ls":
-            print("{:<24} {}".format("NAME", "LAYERS"))
-            for img in store.list():
-                print("{:<24} {}".format(img.name, ":".join(img.layers)))
-        elif args.image_verb == "rm":
-            for n in args.name:
-                store.remove(n)
-                print(n)
-        else:
-            raise ContainerError("image import is not implemented yet (only the built-in "
-                                 "'host' image and --rootfs DIR are available)")
+        if args.verb == "commit":
+            return image_cli.cmd_commit(args, rt.storage, rt.root)
+        return image_cli.cmd_image(args, rt.storage, rt.root)
     except ImageError as e:
         raise ContainerError(str(e)) from None
-    return 0
 
 
 COMMANDS = {
     "run": cmd_run, "exec": cmd_exec, "ps": cmd_ps, "logs": cmd_logs, "kill": cmd_kill,
-    "stop": cmd_stop, "rm": cmd_rm, "inspect": cmd_inspect, "image": cmd_image,
+    "stop": cmd_stop, "rm": cmd_rm, "inspect": cmd_inspect, "image": cmd_image, "commit": cmd_image,
 }
 
 

@@ -187,7 +187,7 @@ class Runtime:
 
     @property
     def images(self) -> ImageStore:
-        return ImageStore(self.storage)
+        return ImageStore(self.storage, root=self.root)
 
     # -- lookup ------------------------------------------------------------------------------
     def get(self, ref: str) -> Container:
@@ -254,18 +254,22 @@ class Runtime:
             if not os.path.isdir(root_path):
                 raise ContainerError(f"rootfs is not a directory: {root_path}")
             img_env = [f"PATH={DEFAULT_PATH}"]
-            img_cmd: List[str] = []
             img_wd = "/"
             image_name = None
+            img_user: Tuple[int, int, List[int]] = (0, 0, [])
         else:
             try:
                 img = self.images.get(image or "host")
             except ImageError as e:
                 raise ContainerError(str(e)) from None
-            lowers, img_env, img_wd, image_name = img.layers, img.env, img.working_dir, img.name
-            img_cmd = [] if img.builtin else img.cmd
+            lowers, img_env, img_wd = img.layers, img.env, img.working_dir
+            image_name = img.reference
+            try:
+                img_user = img.resolve_user()
+            except ImageError as e:
+                raise ContainerError(str(e)) from None
             root_path = ""
-        args = list(command) or list(img_cmd)
+        args = list(command) if rootfs is not None else img.argv(command)
         if not args:
             raise ContainerError("no command given (usage: pycontain run [OPTIONS] -- CMD ...)")
         lib = _preload_library() if preload is not None else None
@@ -284,6 +288,8 @@ class Runtime:
             spec.hostname = hostname or name
             spec.root.readonly = read_only
             spec.process.cwd = workdir or img_wd or "/"
+            spec.process.user.uid, spec.process.user.gid = img_user[0], img_user[1]
+            spec.process.user.additional_gids = list(img_user[2])
             spec.process.env = _build_env(img_env, spec.hostname, env)
             if net == "host":
                 spec.linux.namespaces = [n for n in spec.linux.namespaces if n.type != "network"]

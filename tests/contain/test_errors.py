@@ -42,7 +42,7 @@ def one_line_125(p) -> str:  # type: ignore[no-untyped-def]
         (["kill", "ghost"], "no such container"),
         (["logs", "ghost"], "no such container"),
         (["image", "rm", "host"], "cannot be removed"),
-        (["image", "import", "/tmp"], "not implemented"),
+        (["image", "import", "/nonexistent"], "no such file or directory"),
         (["frobnicate"], "invalid choice"),
     ],
 )
