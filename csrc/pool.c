@@ -162,54 +162,79 @@ static inline void unlink_free(pa_pool *p, pa_node *n)
     p->free_bytes -= pa_bsize(block_of(n)) - PA_HEADER;
 }
 
-/* Gives pages back to the kernel after block b (size bytes) became free. `fresh_lo` and
- * `fresh_hi` bound the bytes that were not free before (the neighbours that were already free
- * and large were purged when they became free). */
-static void trim_after_free(pa_pool *p, char *b, uint64_t size, char *fresh_lo, char *fresh_hi)
+/* Purges the whole pages of [lo, hi) with MADV_DONTNEED if they add up to PURGE_MIN. */
+static uint64_t purge_range(pa_pool *p, char *lo, char *hi)
+{
+    size_t page = pa_os_page_size();
+    uintptr_t a = ((uintptr_t)lo + page - 1) & ~(uintptr_t)(page - 1);
+    uintptr_t z = (uintptr_t)hi & ~(uintptr_t)(page - 1);
+    if (z <= a || z - a < PURGE_MIN || pa_os_purge((void *)a, z - a) != 0)
+        return 0;
+    p->trims++;
+    return z - a;
+}
+
+/* Decommits the committed part of the last block b beyond `slack` bytes past its node. */
+static uint64_t decommit_tail(pa_pool *p, char *b, size_t slack)
+{
+    char *frontier = p->base + p->committed;
+    uintptr_t cut = ((uintptr_t)b + PA_MIN_BLOCK + slack + COMMIT_CHUNK - 1) &
+                    ~(uintptr_t)(COMMIT_CHUNK - 1);
+    if ((char *)cut >= frontier || pa_os_decommit((char *)cut, (size_t)(frontier - (char *)cut)))
+        return 0;
+    p->committed = (size_t)((char *)cut - p->base);
+    p->trims++;
+    return (uint64_t)(frontier - (char *)cut);
+}
+
+/* Gives memory back to the kernel after block b (size bytes, `freed` of which were just
+ * released by the caller) became free. Hysteresis keeps alloc/free cycles from paying a page
+ * fault per page every time:
+ *   - the last block (the arena's unused top) is decommitted only when more than twice the
+ *     threshold is committed past its start, and then down to one threshold of slack;
+ *   - inside the arena, only a free of a block that is itself at least the threshold purges
+ *     (its pages and those of the small free neighbours it merged with). Small frees that
+ *     add up to a large free block are left for pa_pool_trim. */
+static void trim_after_free(pa_pool *p, char *b, uint64_t size, uint64_t freed)
 {
     if (p->trim_threshold == 0 || size < p->trim_threshold)
         return;
-    size_t page = pa_os_page_size();
-    char *keep = b + PA_MIN_BLOCK; /* header and node stay */
     if (b + size == p->end) {
-        /* The last block: decommit the tail, keeping trim_threshold of slack so that a
-         * small alloc/free cycle at the frontier does not map and unmap every time. */
-        char *frontier = p->base + p->committed;
-        if ((size_t)(frontier - keep) > 2 * p->trim_threshold) {
-            uintptr_t cut = ((uintptr_t)keep + p->trim_threshold + COMMIT_CHUNK - 1) &
-                            ~(uintptr_t)(COMMIT_CHUNK - 1);
-            if ((char *)cut < frontier &&
-                pa_os_decommit((char *)cut, (size_t)(frontier - (char *)cut)) == 0) {
-                p->committed = (size_t)((char *)cut - p->base);
-                p->trims++;
-            }
+        if ((size_t)(p->base + p->committed - (b + PA_MIN_BLOCK)) > 2 * p->trim_threshold)
+            decommit_tail(p, b, p->trim_threshold);
+        return;
+    }
+    if (freed >= p->trim_threshold)
+        purge_range(p, b + PA_MIN_BLOCK, b + size - PA_HEADER);
+}
+
+size_t pa_pool_trim(pa_pool *p)
+{
+    uint64_t released = 0;
+    lock(p);
+    for (char *b = p->base + FIRST_BLOCK; b < p->end; b += pa_bsize(b)) {
+        if (pa_hdr(b) & PA_CINUSE)
+            continue;
+        uint64_t size = pa_bsize(b);
+        if (b + size == p->end) {
+            released += decommit_tail(p, b, 0);
+            break;
         }
-        if (fresh_hi > p->base + p->committed)
-            fresh_hi = p->base + p->committed;
+        released += purge_range(p, b + PA_MIN_BLOCK, b + size - PA_HEADER);
     }
-    if (fresh_lo < keep)
-        fresh_lo = keep;
-    if (fresh_hi > b + size - 8)
-        fresh_hi = b + size - 8; /* the footer stays */
-    uintptr_t lo = ((uintptr_t)fresh_lo + page - 1) & ~(uintptr_t)(page - 1);
-    uintptr_t hi = (uintptr_t)fresh_hi & ~(uintptr_t)(page - 1);
-    if (hi > lo && hi - lo >= PURGE_MIN) {
-        if (pa_os_purge((void *)lo, hi - lo) == 0)
-            p->trims++;
-    }
+    unlock(p);
+    return (size_t)released;
 }
 
 /* Frees block b (in use, size bytes): coalesces with free neighbours and indexes the result
  * under a new seq. */
 static void release_block(pa_pool *p, char *b, uint64_t size)
 {
-    char *lo = b, *hi = b + size;
+    uint64_t freed = size;
     uint64_t h = pa_hdr(b);
     if (!(h & PA_PINUSE)) {
         uint64_t psize = pa_prev_footer(b);
         char *prev = b - psize;
-        if (psize < p->trim_threshold || p->trim_threshold == 0)
-            lo = prev;
         unlink_free(p, node_of(prev));
         b = prev;
         size += psize;
@@ -217,13 +242,11 @@ static void release_block(pa_pool *p, char *b, uint64_t size)
     char *next = b + size;
     if (next < p->end && !(pa_hdr(next) & PA_CINUSE)) {
         uint64_t nsize = pa_bsize(next);
-        if (nsize < p->trim_threshold || p->trim_threshold == 0)
-            hi = next + nsize;
         unlink_free(p, node_of(next));
         size += nsize;
     }
     make_free(p, b, size, PA_PINUSE, p->next_seq++);
-    trim_after_free(p, b, size, lo, hi);
+    trim_after_free(p, b, size, freed);
 }
 
 /* Checks that p is a live block of this pool; returns its block or NULL. Lock held. */

@@ -127,9 +127,15 @@ void *pa_pool_base(const pa_pool *pool);
 size_t pa_pool_capacity(const pa_pool *pool);
 int pa_pool_policy(const pa_pool *pool);
 
-/* Free spans larger than this are returned to the kernel with MADV_DONTNEED, and an
- * unused tail of the arena larger than this is decommitted. Default 1 MiB; 0 disables. */
+/* Memory goes back to the kernel past this threshold (default 1 MiB; 0 disables): when a
+ * block of at least this size is freed inside the arena, its pages are purged
+ * (MADV_DONTNEED); when more than twice this is committed past the start of the arena's free
+ * top, the top is decommitted down to one threshold of slack. Smaller frees are never purged
+ * on the spot, so alloc/free cycles do not fault their pages in again and again. */
 void pa_pool_set_trim_threshold(pa_pool *pool, size_t bytes);
+/* Returns every whole free page to the kernel now (like malloc_trim): purges the interior
+ * of every free block and decommits the free top. Returns the bytes released. */
+size_t pa_pool_trim(pa_pool *pool);
 
 typedef struct pa_stats {
     uint64_t capacity;       /* bytes of the arena */

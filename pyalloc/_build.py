@@ -40,6 +40,7 @@ void *pa_pool_base(const pa_pool *pool);
 size_t pa_pool_capacity(const pa_pool *pool);
 int pa_pool_policy(const pa_pool *pool);
 void pa_pool_set_trim_threshold(pa_pool *pool, size_t bytes);
+size_t pa_pool_trim(pa_pool *pool);
 
 typedef struct pa_stats {
     uint64_t capacity; uint64_t used; uint64_t free; uint64_t overhead;

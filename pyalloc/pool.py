@@ -329,6 +329,11 @@ class Pool(_Allocator):
         out["policy"] = self.policy
         return out
 
+    def trim(self) -> int:
+        """Returns every whole free page to the kernel now; the number of bytes released."""
+        with self._lock:
+            return int(lib.pa_pool_trim(self._open_handle()))
+
     def check(self) -> None:
         """Walks the whole pool checking every invariant; AllocError naming a broken one."""
         with self._lock:

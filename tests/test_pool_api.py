@@ -330,3 +330,22 @@ def test_view_in_a_reference_cycle_is_released_by_gc() -> None:
             pool.free(blk)
         gc.collect()
         pool.free(blk)  # the collector released the view; nothing deadlocked
+
+
+def test_explicit_trim_releases_free_pages() -> None:
+    with pyalloc.Pool(64 << 20) as pool:
+        blocks = [pool.alloc(200 << 10) for _ in range(40)]
+        for b in blocks:
+            b.view()[:] = b"\x01" * b.size
+        fence = blocks.pop(0)
+        for b in blocks[::2]:  # small frees below the threshold: not purged on the spot
+            pool.free(b)
+        released = pool.trim()
+        assert released > 0
+        assert pool.stats()["trims"] >= 1
+        pool.check()
+        for b in blocks[1::2]:
+            assert bytes(b.view()[:4]) == b"\x01" * 4  # live data untouched
+            pool.free(b)
+        pool.free(fence)
+        assert pool.trim() >= 0

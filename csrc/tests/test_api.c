@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "pyalloc.h"
 
@@ -156,6 +157,51 @@ static void test_slab(void)
     pa_slab_destroy(s);
 }
 
+static long minor_faults(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_minflt;
+}
+
+/* Alloc/touch/free cycles at the top of the arena and inside it must not fault their pages in
+ * every time (the trimming has hysteresis); an explicit trim releases free pages. */
+static void test_trim_hysteresis(void)
+{
+    pa_pool *p = pa_pool_create((size_t)256 << 20, PA_BEST, 0);
+    void *fence_lo = pa_pool_alloc(p, 100);
+    long before = minor_faults();
+    for (int i = 0; i < 2000; i++) {
+        char *q = pa_pool_alloc(p, 512 << 10);
+        memset(q, i, 512 << 10);
+        pa_pool_free(p, q);
+    }
+    long top_faults = minor_faults() - before;
+    CHECK(top_faults < 2000); /* ~128 pages once, not 128 per cycle */
+    /* inside: a big free region between two live blocks */
+    char *big = pa_pool_alloc(p, 8 << 20);
+    void *fence_hi = pa_pool_alloc(p, 100);
+    pa_pool_free(p, big); /* >= threshold: purged */
+    before = minor_faults();
+    for (int i = 0; i < 2000; i++) {
+        char *q = pa_pool_alloc(p, 256 << 10);
+        memset(q, i, 256 << 10);
+        pa_pool_free(p, q);
+    }
+    CHECK(minor_faults() - before < 2000);
+    pa_stats st;
+    pa_pool_stats(p, &st);
+    uint64_t committed = st.committed;
+    CHECK(pa_pool_trim(p) > 0);
+    pa_pool_stats(p, &st);
+    CHECK(st.committed <= committed && st.trims > 0);
+    CHECK(pa_pool_check(p) == 0);
+    pa_pool_free(p, fence_lo);
+    pa_pool_free(p, fence_hi);
+    CHECK(pa_pool_check(p) == 0);
+    pa_pool_destroy(p);
+}
+
 int main(void)
 {
     test_create_arguments();
@@ -164,6 +210,7 @@ int main(void)
     test_realloc();
     test_introspection();
     test_slab();
-    printf("%d passed, %d failed\n", failures ? 0 : 6, failures ? 1 : 0);
+    test_trim_hysteresis();
+    printf("%d passed, %d failed\n", failures ? 0 : 7, failures ? 1 : 0);
     return failures ? 1 : 0;
 }
