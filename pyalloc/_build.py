@@ -79,10 +79,19 @@ int pa_bench_fragment(pa_pool *pool, size_t nfree, size_t min_size, size_t max_s
 int64_t pa_bench_alloc_free(pa_pool *pool, const size_t *sizes, size_t nsizes, size_t rounds);
 int64_t pa_bench_slab_alloc_free(pa_slab *slab, size_t count);
 
+typedef struct pa_replay_result {
+    int policy; int error;
+    uint64_t records; uint64_t allocs; uint64_t frees; uint64_t reallocs; uint64_t failed;
+    uint64_t unmatched; uint64_t threads; uint64_t peak_live; uint64_t peak_heap;
+    uint64_t peak_committed; uint64_t final_live;
+    double ratio; double seconds;
+} pa_replay_result;
+int pa_trace_replay(const char *path, int policy, pa_replay_result *out);
 """
 
 SOURCE = """
 #include "pyalloc.h"
+#include "trace.h"
 static const size_t PA_MAX_ALIGN_VALUE = PA_MAX_ALIGN;
 static const size_t PA_POOL_MAX_CAPACITY_VALUE = PA_POOL_MAX_CAPACITY;
 """

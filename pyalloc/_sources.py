@@ -11,11 +11,19 @@ CORE_SOURCES = [
 # Batch entry points for benchmarks and trace replay (linked into the cffi module).
 TOOL_SOURCES = [
     "csrc/bench.c",
+    "csrc/trace.c",
 ]
 
 # The LD_PRELOAD library: the core plus the malloc front end. Empty until the front end
 # exists; setup.py skips the library then.
-PRELOAD_SOURCES: list = []
+PRELOAD_SOURCES: list = [
+    *CORE_SOURCES,
+    "csrc/preload.c",
+    "csrc/preload_small.c",
+    "csrc/preload_huge.c",
+    "csrc/preload_stats.c",
+    "csrc/preload_trace.c",
+]
 
 WARNINGS = ["-Wall", "-Wextra", "-Werror"]
 CORE_CFLAGS = ["-std=gnu11", "-O2", *WARNINGS, "-fno-strict-aliasing"]
