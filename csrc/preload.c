@@ -465,7 +465,7 @@ static inline void pool_sync_trim(pa_arena *ar)
 {
     size_t t = atomic_load_explicit(&pa_g.pool_trim, memory_order_relaxed);
     if (UNLIKELY(t != ar->pool_trim)) {
-        pa_pool_set_trim_threshold(ar->pool, 0); /* see pool_trim_now */
+        pa_pool_set_trim_threshold(ar->pool, t);
         ar->pool_trim = t;
     }
 }
@@ -480,57 +480,6 @@ static void huge_freed(size_t len)
         return;
     pa_g.huge_min = len;
     atomic_store_explicit(&pa_g.pool_trim, pool_trim_for(len), memory_order_relaxed);
-}
-
-/* Returns the pages of large free pool blocks to the kernel. Pool lock held.
- *
- * The core's own trimming (pa_pool_set_trim_threshold) is switched off: it purges the freed
- * part of the arena's last free block on every free that merges into it, whatever its size,
- * so a program that allocates and frees at the top of the heap pays a madvise and fresh page
- * faults for every cycle (see docs/preload.md). Here instead, once the bytes freed into a
- * pool since the last look exceed its committed size (and the trim threshold), and if at
- * least a quarter of the committed bytes are idle, its free blocks are listed and every free
- * block of at least the trim threshold is purged, as is the top of the arena beyond a slack
- * of one trim threshold. Purged memory stays committed and reads as zero, so the pool's
- * bookkeeping is untouched. malloc_trim() does the same at once. */
-static void pool_trim_now(pa_arena *ar, int force)
-{
-    size_t thr = atomic_load_explicit(&pa_g.pool_trim, memory_order_relaxed);
-    size_t page = pa_os_page_size();
-    pa_stats st;
-    pa_pool_stats(ar->pool, &st);
-    ar->freed_since_trim = 0;
-    /* Next look after another committed-size worth of frees: the walk below is linear in the
-     * number of blocks, so it must stay rare for programs that churn at a steady size. */
-    ar->trim_committed = st.committed;
-    uint64_t idle = st.committed > st.used ? st.committed - st.used : 0;
-    if (!force && (idle < thr || idle < st.committed / 4))
-        return;
-    size_t n = pa_pool_free_blocks(ar->pool, NULL, 0);
-    size_t bytes = (n * sizeof(pa_block_info) + page - 1) & ~(page - 1);
-    pa_block_info *v = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                            -1, 0);
-    if (v == MAP_FAILED)
-        return;
-    n = pa_pool_free_blocks(ar->pool, v, n);
-    char *base = pa_pool_base(ar->pool);
-    int e = errno;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t end = v[i].offset + v[i].size;
-        int top = end > st.committed;
-        if (!top && v[i].size < thr)
-            continue;
-        uintptr_t lo = (uintptr_t)base + v[i].offset + PA_MIN_BLOCK; /* the index node stays */
-        uintptr_t hi = (uintptr_t)base + (top ? st.committed : end - 8); /* and the footer */
-        if (top)
-            lo += thr;
-        lo = (lo + page - 1) & ~(uintptr_t)(page - 1);
-        hi &= ~(uintptr_t)(page - 1);
-        if (hi > lo && hi - lo >= ((size_t)64 << 10))
-            madvise((void *)lo, hi - lo, MADV_DONTNEED);
-    }
-    errno = e;
-    munmap(v, bytes);
 }
 
 static void *pool_alloc_in(pa_arena *ar, size_t n, size_t align, size_t *usable)
@@ -613,12 +562,6 @@ static int route_free(pa_tcache *t, void *p, size_t *usable)
             *usable = u;
         pool_sync_trim(ar);
         int rc = pa_pool_free(ar->pool, p);
-        if (rc == 0) {
-            ar->freed_since_trim += u;
-            if (UNLIKELY(ar->freed_since_trim >= ar->trim_committed &&
-                         ar->freed_since_trim >= ar->pool_trim))
-                pool_trim_now(ar, 0);
-        }
         if (pa_g.stats)
             pool_note(ar);
         pthread_mutex_unlock(&ar->pool_lock);
@@ -1054,7 +997,7 @@ PA_EXPORT int malloc_trim(size_t pad)
         pa_arena *ar = &pa_g.arenas[a];
         pthread_mutex_lock(&ar->pool_lock);
         if (ar->pool)
-            pool_trim_now(ar, 1);
+            pa_pool_trim(ar->pool);
         pthread_mutex_unlock(&ar->pool_lock);
     }
     return pa_small_trim() > 0;

@@ -93,8 +93,6 @@ typedef struct pa_arena {
     _Atomic(uintptr_t) pool_lo, pool_hi;
     uint64_t pool_committed;       /* last committed figure seen (stats) */
     size_t pool_trim;              /* trim threshold in force for this pool */
-    size_t freed_since_trim;       /* bytes freed into the pool since its last trim */
-    size_t trim_committed;         /* committed bytes at the last trim */
 } pa_arena;
 
 /* ------------------------------------------------------------------------------------------
