@@ -482,10 +482,87 @@ static void huge_freed(size_t len)
     atomic_store_explicit(&pa_g.pool_trim, pool_trim_for(len), memory_order_relaxed);
 }
 
+/* Medium class of a request n in (PA_SMALL_MAX, PA_MEDIUM_MAX]: four classes per doubling,
+ * the class size being the request rounded up to the next quarter power of two. */
+static inline unsigned mclass_of(size_t n)
+{
+    unsigned k = 63u - (unsigned)__builtin_clzll((unsigned long long)(n - 1)); /* 2^k < n */
+    size_t quarter = (size_t)1 << (k - 2);
+    size_t j = (n - ((size_t)1 << k) + quarter - 1) / quarter;             /* 1..4 */
+    return (k - 12) * 4 + (unsigned)j - 1;
+}
+
+static inline size_t mclass_size(unsigned c)
+{
+    unsigned k = 12 + c / 4;
+    return ((size_t)1 << k) + (size_t)(c % 4 + 1) * ((size_t)1 << (k - 2));
+}
+
+/* The largest class a block of `usable` bytes (<= PA_MEDIUM_MAX) can serve, or -1. */
+static inline int mclass_floor(size_t usable)
+{
+    if (usable < mclass_size(0))
+        return -1;
+    if (usable >= PA_MEDIUM_MAX)
+        return PA_MCLASSES - 1;
+    unsigned c = mclass_of(usable);
+    return mclass_size(c) <= usable ? (int)c : (int)c - 1;
+}
+
+/* Pool lock held: keeps a freed medium block for reuse; 0 if it was not taken. -1 when the
+ * block is already in the cache (a double free). */
+static int mcache_put(pa_arena *ar, void *p, size_t usable)
+{
+    int c = usable <= PA_MEDIUM_MAX ? mclass_floor(usable) : -1;
+    if (c < 0 || ar->mcount[c] >= PA_MCACHE_COUNT || ar->mcache_bytes + usable > PA_MCACHE_BYTES)
+        return 0;
+    void **q = p;
+    if (q[1] == (void *)pa_g.key)
+        return -1;
+    q[0] = ar->mcache[c];
+    q[1] = (void *)pa_g.key;
+    ar->mcache[c] = q;
+    ar->mcount[c]++;
+    ar->mcache_bytes += usable;
+    return 1;
+}
+
+/* Pool lock held: returns every cached medium block to the pool. */
+static void mcache_flush(pa_arena *ar)
+{
+    for (int c = 0; c < PA_MCLASSES; c++) {
+        while (ar->mcache[c]) {
+            void **q = ar->mcache[c];
+            ar->mcache[c] = q[0];
+            q[1] = NULL;
+            pa_pool_free(ar->pool, q);
+        }
+        ar->mcount[c] = 0;
+    }
+    ar->mcache_bytes = 0;
+}
+
 static void *pool_alloc_in(pa_arena *ar, size_t n, size_t align, size_t *usable)
 {
     void *p = NULL;
+    int mc = -1;
+    if (pa_g.tcache && n > PA_SMALL_MAX && n <= PA_MEDIUM_MAX && align <= PA_ALIGN) {
+        mc = (int)mclass_of(n);
+        n = mclass_size((unsigned)mc);
+    }
     pthread_mutex_lock(&ar->pool_lock);
+    if (mc >= 0 && ar->mcache[mc]) {
+        void **q = ar->mcache[mc];
+        ar->mcache[mc] = q[0];
+        ar->mcount[mc]--;
+        q[1] = NULL;
+        size_t u = pa_pool_usable_size(ar->pool, q);
+        ar->mcache_bytes -= u;
+        if (usable)
+            *usable = u;
+        pthread_mutex_unlock(&ar->pool_lock);
+        return q;
+    }
     if (!ar->pool) {
         for (size_t cap = PA_POOL_CAPACITY; cap >= ((size_t)64 << 20) && !ar->pool; cap /= 4)
             ar->pool = pa_pool_create(cap, pa_g.policy, PA_NOLOCK);
@@ -561,7 +638,11 @@ static int route_free(pa_tcache *t, void *p, size_t *usable)
         if (usable)
             *usable = u;
         pool_sync_trim(ar);
-        int rc = pa_pool_free(ar->pool, p);
+        int rc = -1;
+        if (u) {
+            int cached = pa_g.tcache && u > PA_SMALL_MAX ? mcache_put(ar, p, u) : 0;
+            rc = cached < 0 ? -1 : cached ? 0 : pa_pool_free(ar->pool, p);
+        }
         if (pa_g.stats)
             pool_note(ar);
         pthread_mutex_unlock(&ar->pool_lock);
@@ -996,8 +1077,10 @@ PA_EXPORT int malloc_trim(size_t pad)
     for (int a = 0; a < pa_g.narenas; a++) {
         pa_arena *ar = &pa_g.arenas[a];
         pthread_mutex_lock(&ar->pool_lock);
-        if (ar->pool)
+        if (ar->pool) {
+            mcache_flush(ar);
             pa_pool_trim(ar->pool);
+        }
         pthread_mutex_unlock(&ar->pool_lock);
     }
     return pa_small_trim() > 0;

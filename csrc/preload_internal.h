@@ -41,6 +41,14 @@
 #define PA_POOL_CAPACITY ((size_t)1 << 38)  /* address space reserved per arena pool (256 GiB) */
 #define PA_REGION_SLICE ((size_t)1 << 34)   /* small-span address space per arena (16 GiB) */
 #define PA_CLS_NONE 0xFF
+/* Medium blocks (above PA_SMALL_MAX, up to PA_MEDIUM_MAX) come from the pools; with thread
+ * caches on, their sizes are rounded up to classes of four per doubling and freed blocks are
+ * kept per arena and class (PA_MCACHE_COUNT at most, PA_MCACHE_BYTES in all), so that hot
+ * medium sizes skip the pool's free index. PYALLOC_TCACHE=0 turns this off too. */
+#define PA_MEDIUM_MAX ((size_t)256 << 10)
+#define PA_MCLASSES 24
+#define PA_MCACHE_COUNT 16
+#define PA_MCACHE_BYTES ((size_t)4 << 20)
 
 /* ------------------------------------------------------------------------------------------
  * Small objects: spans and thread caches
@@ -92,6 +100,9 @@ typedef struct pa_arena {
     pa_pool *pool;
     _Atomic(uintptr_t) pool_lo, pool_hi;
     uint64_t pool_committed;       /* last committed figure seen (stats) */
+    void *mcache[PA_MCLASSES];     /* cached medium blocks per class, linked through word 0 */
+    uint16_t mcount[PA_MCLASSES];
+    size_t mcache_bytes;
     size_t pool_trim;              /* trim threshold in force for this pool */
 } pa_arena;
 

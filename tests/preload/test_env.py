@@ -238,3 +238,31 @@ def test_python_is_unaffected_by_a_failed_preload_path():
     res = run([sys.executable, "-c", "import os; print(os.environ.get('LD_PRELOAD', ''))"],
               plain_env())
     assert b"pyalloc" not in res.stdout
+
+
+DOUBLE_FREE_MEDIUM = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+int main(void) {
+    char *a = malloc(20000);
+    memset(a, 1, 20000);
+    free(a);
+    free(a);                      /* a double free of a block kept in the medium cache */
+    char *b = malloc(20000), *c = malloc(20000);
+    puts(b == c ? "same" : "distinct");
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("tcache", [True, False], ids=["tcache", "no-tcache"])
+def test_double_free_of_a_medium_block_is_caught(libpyalloc, cc, tmp_path, tcache):
+    src = tmp_path / "df.c"
+    src.write_text(DOUBLE_FREE_MEDIUM)
+    exe = tmp_path / "df"
+    subprocess.run([cc, "-O0", "-fno-builtin", "-w", "-o", str(exe), str(src)], check=True)
+    res = run([str(exe)], config_env("best", tcache))
+    assert res.returncode == 0
+    assert res.stdout.strip() == b"distinct"  # the block was not handed out twice
+    assert len(_warnings(res.stderr)) == 1
