@@ -7,7 +7,7 @@ BIN := csrc/tests/bin
 WARN := -Wall -Wextra -Werror
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 # System packages the tests use (installed when missing, if we are root with apt).
-APT_PACKAGES := gcc make valgrind git sqlite3 busybox-static runc umoci skopeo zstd
+APT_PACKAGES := gcc make valgrind git sqlite3 busybox-static runc umoci skopeo zstd podman libseccomp2
 APT_BENCH_PACKAGES := libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 runc
 PIP_PACKAGES := "cffi>=1.15" setuptools wheel "pytest>=7" hypothesis pytest-benchmark pytest-timeout ruff
 PYTEST_ARGS ?=
@@ -26,6 +26,7 @@ deps:
 # slow every interpreter start) for the `pyalloc` and `pycontain` commands; bytecode compiled
 # ahead so that a CLI start does not compile (PYTHONDONTWRITEBYTECODE may be set).
 build:
+	rm -f pyalloc/_native.cpython-*.so pycontain/_sys_native.cpython-*.so  # would shadow abi3 builds
 	$(PY) setup.py -q build_ext --inplace
 	$(PY) -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-build-isolation --no-deps --config-settings editable_mode=compat -e .
 	$(PY) -m compileall -q pyalloc pycontain

@@ -162,6 +162,12 @@ def drop_caps(bounding: int, effective: int, permitted: int, inheritable: int) -
         raise _fail("capset")
 
 
+def seccomp_load_bpf(prog: bytes, flags: int = 0) -> None:
+    """Install a seccomp BPF program (an array of struct sock_filter) on this process."""
+    if lib.pyc_seccomp_load_bpf(prog, len(prog), flags) < 0:
+        raise _fail("seccomp(SECCOMP_SET_MODE_FILTER)")
+
+
 def close_from(lowfd: int) -> None:
     """Close every file descriptor >= lowfd (close_range)."""
     lib.pyc_close_from(lowfd)
@@ -173,15 +179,17 @@ def execute(
     env: Sequence[str],
     errfd: int = -1,
     as_init: bool = False,
+    keep_fds: int = 0,
 ) -> None:
     """execve ``path``; with ``as_init`` become a reaping, signal-forwarding init instead.
 
     Does not return on success. An exec failure is written to ``errfd`` as "CODE\\tmessage" and
-    the process exits with 127 (not found) or 126.
+    the process exits with 127 (not found) or 126. File descriptors 3 .. 3+keep_fds-1 stay
+    open in the workload; every other one >= 3 is closed on exec.
     """
     keep = [ffi.new("char[]", a.encode()) for a in argv]
     keep_env = [ffi.new("char[]", e.encode()) for e in env]
     c_argv = ffi.new("char *[]", [*keep, ffi.NULL])
     c_env = ffi.new("char *[]", [*keep_env, ffi.NULL])
-    lib.pyc_exec(path.encode(), c_argv, c_env, errfd, 1 if as_init else 0)
+    lib.pyc_exec(path.encode(), c_argv, c_env, errfd, 1 if as_init else 0, keep_fds)
     raise _fail("fork(init)")

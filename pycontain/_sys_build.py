@@ -73,7 +73,9 @@ int pyc_drop_caps(uint64_t bounding, uint64_t effective, uint64_t permitted,
                   uint64_t inheritable);
 int pyc_cloexec_from(int lowfd);
 int pyc_close_from(int lowfd);
-int pyc_exec(const char *path, char *const argv[], char *const envp[], int errfd, int as_init);
+int pyc_seccomp_load_bpf(const char *prog, size_t len, unsigned int flags);
+int pyc_exec(const char *path, char *const argv[], char *const envp[], int errfd, int as_init,
+             int keep_fds);
 """
 
 SOURCE = r"""
@@ -111,6 +113,24 @@ SOURCE = r"""
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
+
+/* Install a classic-BPF seccomp filter (struct sock_filter[] as exported by libseccomp) with
+   seccomp(SECCOMP_SET_MODE_FILTER, flags). Needs no_new_privs or CAP_SYS_ADMIN. */
+struct pyc_sock_filter { uint16_t code; uint8_t jt; uint8_t jf; uint32_t k; };
+struct pyc_sock_fprog { unsigned short len; struct pyc_sock_filter *filter; };
+
+static int pyc_seccomp_load_bpf(const char *prog, size_t len, unsigned int flags)
+{
+    struct pyc_sock_fprog fprog;
+    if (len == 0 || len % sizeof(struct pyc_sock_filter) != 0 ||
+        len / sizeof(struct pyc_sock_filter) > 0xffff) {
+        errno = EINVAL;
+        return -1;
+    }
+    fprog.len = (unsigned short)(len / sizeof(struct pyc_sock_filter));
+    fprog.filter = (struct pyc_sock_filter *)prog;
+    return (int)syscall(SYS_seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, flags, &fprog);
+}
 
 static int pyc_pivot_root(const char *new_root, const char *put_old)
 {
@@ -298,16 +318,18 @@ static void pyc_execve(const char *path, char *const argv[], char *const envp[],
 
 /* Run the workload. Never returns on success.
    as_init == 0: execve in place (the workload becomes this process).
+   keep_fds: fds 3 .. 3+keep_fds-1 stay open across the exec (the rest are close-on-exec).
    as_init != 0: become a minimal init: fork the workload, reap every child (orphans included),
    forward every catchable signal to the workload and exit with its status (128+signal if it was
    killed) as soon as it ends. Returns -1 (errno set) only if fork fails. */
 static int pyc_exec(const char *path, char *const argv[], char *const envp[], int errfd,
-                    int as_init)
+                    int as_init, int keep_fds)
 {
     sigset_t all, empty;
     sigfillset(&all);
     sigemptyset(&empty);
-    pyc_cloexec_from(3);
+    /* fds 3 .. 3+keep_fds-1 are passed on (runc's --preserve-fds); they must be inheritable. */
+    pyc_cloexec_from(3 + (keep_fds > 0 ? keep_fds : 0));
     if (!as_init) {
         pyc_reset_signals(&empty);
         pyc_execve(path, argv, envp, errfd);

@@ -312,10 +312,24 @@ class Driver:
 
 
 def _check_name(name: str, parent: str) -> str:
-    for part in (name, *parent.split("/")):
+    """``parent/name`` after checking every part ("" as parent: directly under the root)."""
+    for part in (name, *(parent.split("/") if parent else ())):
         if not part or part in (".", "..") or "/" in name:
             raise CgroupError(f"invalid cgroup name {parent}/{name}")
-    return f"{parent}/{name}"
+    return f"{parent}/{name}" if parent else name
+
+
+def _blkio_lines(bio: Dict[str, Any], key: str, field: str) -> List[str]:
+    return [f"{d['major']}:{d['minor']} {d[field]}" for d in bio.get(key) or []
+            if d.get(field) is not None]
+
+
+_V1_THROTTLE = (("throttleReadBpsDevice", "blkio.throttle.read_bps_device"),
+                ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device"),
+                ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device"),
+                ("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device"))
+_V2_THROTTLE = (("throttleReadBpsDevice", "rbps"), ("throttleWriteBpsDevice", "wbps"),
+                ("throttleReadIOPSDevice", "riops"), ("throttleWriteIOPSDevice", "wiops"))
 
 
 class V1Driver(Driver):
@@ -327,6 +341,12 @@ class V1Driver(Driver):
     def create(self, name: str, resources: Resources, parent: str = DEFAULT_PARENT) -> Cgroup:
         rel = _check_name(name, parent)
         wanted = [c for c in V1_CONTROLLERS if c in self.mounts]
+        if resources.extra.get("blockIO") and "blkio" in self.mounts:
+            wanted.append("blkio")
+        if resources.extra.get("hugepageLimits"):
+            if "hugetlb" not in self.mounts:
+                raise CgroupError("hugepageLimits: the hugetlb controller is not mounted")
+            wanted.append("hugetlb")
         if resources.cpuset_cpus or resources.cpuset_mems:
             if "cpuset" not in self.mounts:
                 raise CgroupError("cpuset controller is not mounted")
@@ -419,6 +439,45 @@ class V1Driver(Driver):
                             f"{'*' if minor is None or minor < 0 else minor} {access}")
                 name = "devices.allow" if rule.get("allow") else "devices.deny"
                 _write(os.path.join(dev, name), line)
+        V1Driver._apply_extra(paths, r.extra)
+
+    @staticmethod
+    def _apply_extra(paths: Dict[str, str], extra: Dict[str, Any]) -> None:
+        """The rest of linux.resources that cgroup v1 can express."""
+        mem = paths.get("memory")
+        m = extra.get("memory") or {}
+        if mem and m:
+            if m.get("reservation") is not None:
+                _write(os.path.join(mem, "memory.soft_limit_in_bytes"), str(m["reservation"]))
+            if m.get("swappiness") is not None and 0 <= int(m["swappiness"]) <= 100:
+                _write(os.path.join(mem, "memory.swappiness"), str(m["swappiness"]))
+            if m.get("disableOOMKiller"):
+                _write(os.path.join(mem, "memory.oom_control"), "1")
+        cpu = paths.get("cpu")
+        c = extra.get("cpu") or {}
+        if cpu and c:
+            if c.get("realtimePeriod"):
+                _write(os.path.join(cpu, "cpu.rt_period_us"), str(c["realtimePeriod"]))
+            if c.get("realtimeRuntime"):
+                _write(os.path.join(cpu, "cpu.rt_runtime_us"), str(c["realtimeRuntime"]))
+        bio = extra.get("blockIO") or {}
+        blk = paths.get("blkio")
+        if bio and blk:
+            wfile = "blkio.weight"
+            if not os.path.exists(os.path.join(blk, wfile)):
+                wfile = "blkio.bfq.weight"
+            if bio.get("weight"):
+                _write(os.path.join(blk, wfile), str(bio["weight"]))
+            for line in _blkio_lines(bio, "weightDevice", "weight"):
+                _write(os.path.join(blk, wfile + "_device"), line)
+            for key, fname in _V1_THROTTLE:
+                for line in _blkio_lines(bio, key, "rate"):
+                    _write(os.path.join(blk, fname), line)
+        huge = paths.get("hugetlb")
+        for h in extra.get("hugepageLimits") or []:
+            if huge:
+                _write(os.path.join(huge, f"hugetlb.{h['pageSize']}.limit_in_bytes"),
+                       str(h["limit"]))
 
 
 class V2Driver(Driver):
@@ -441,6 +500,9 @@ class V2Driver(Driver):
         except OSError as e:
             raise CgroupError(f"{self.root} is not a cgroup2 hierarchy: {e.strerror}") from e
         wanted = [c for c in V2_CONTROLLERS if c in available]
+        for key, ctrl in (("blockIO", "io"), ("hugepageLimits", "hugetlb")):
+            if resources.extra.get(key) and ctrl in available:
+                wanted.append(ctrl)
         if resources.cpuset_cpus or resources.cpuset_mems:
             wanted.append("cpuset")
         for c in ("memory", "pids"):
@@ -450,7 +512,7 @@ class V2Driver(Driver):
         try:
             # Enable the controllers along the way down from the root.
             d = self.root
-            for part in parent.split("/"):
+            for part in [x for x in parent.split("/") if x]:
                 self._enable(d, wanted)
                 d = os.path.join(d, part)
                 if not os.path.isdir(d):
@@ -497,6 +559,31 @@ class V2Driver(Driver):
             _write(os.path.join(path, "cpuset.cpus"), r.cpuset_cpus)
         if r.cpuset_mems:
             _write(os.path.join(path, "cpuset.mems"), r.cpuset_mems)
+        V2Driver._apply_extra(path, r.extra)
+
+    @staticmethod
+    def _apply_extra(path: str, extra: Dict[str, Any]) -> None:
+        """The rest of linux.resources that cgroup v2 can express, then ``unified``."""
+        m = extra.get("memory") or {}
+        if m.get("reservation") is not None:
+            _write(os.path.join(path, "memory.low"), str(m["reservation"]))
+        c = extra.get("cpu") or {}
+        if c.get("idle") is not None:
+            _write(os.path.join(path, "cpu.idle"), str(c["idle"]))
+        bio = extra.get("blockIO") or {}
+        if bio.get("weight"):
+            weight = 1 + (int(bio["weight"]) - 10) * 9999 // 990
+            _write(os.path.join(path, "io.weight"), f"default {max(1, min(weight, 10000))}")
+        for key, name in _V2_THROTTLE:
+            for d in bio.get(key) or []:
+                _write(os.path.join(path, "io.max"),
+                       f"{d['major']}:{d['minor']} {name}={d['rate']}")
+        for h in extra.get("hugepageLimits") or []:
+            _write(os.path.join(path, f"hugetlb.{h['pageSize']}.max"), str(h["limit"]))
+        for fname, value in (extra.get("unified") or {}).items():
+            if "/" in fname or fname.startswith("."):
+                raise CgroupError(f"invalid unified cgroup key {fname!r}")
+            _write(os.path.join(path, fname), str(value))
 
 
 def parse_mountinfo(text: str) -> List[Tuple[str, str, str]]:

@@ -22,12 +22,12 @@ import time
 from pycontain import _sys, cgroups
 from pycontain import rootfs as _rootfs
 from pycontain.images import ImageError, ImageStore
-from pycontain.spec import DEFAULT_PATH, Mount, Spec, caps_mask, default_spec
+from pycontain.spec import DEFAULT_PATH, Mount, Process, Spec, caps_mask, default_spec
 from pycontain.state import StateDir, StateError, alive, iter_states, list_names, proc_start_time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
     Size = Union[int, str, None]
     StdioArg = Union[int, Any, None]
@@ -70,10 +70,42 @@ class Result:
         self.stderr = stderr
         self.name = name
         self.id = id
+        self.pid = 0  # of the process (exec)
 
     def __repr__(self) -> str:
         return (f"Result(exit_code={self.exit_code}, oom_killed={self.oom_killed}, "
                 f"name={self.name!r})")
+
+
+class Launch:
+    """How the container process ends its setup on the OCI ``create`` path (pycontain-oci).
+
+    Everything (namespaces, cgroup, mounts, devices, pivot_root, sysctls, console, rlimits,
+    capabilities, user) is set up as usual; then, instead of exec'ing, the process closes the
+    error pipe (the parent's "ready") and blocks reading ``fifo`` until ``start`` writes to it,
+    runs the ``startContainer`` hooks and execs the user program (seccomp loaded last when
+    noNewPrivileges is set).
+
+    * ``fifo``: path of the exec fifo (opened before pivot_root; see :func:`_open_fifo`).
+    * ``console``: connected unix socket (``--console-socket``): with ``process.terminal`` a pty
+      is created inside the container and its master sent there with SCM_RIGHTS.
+    * ``sync``: (read fd, write fd) to the parent, which runs the ``prestart`` and
+      ``createRuntime`` hooks in the runtime namespace when asked (before pivot_root).
+    * ``hook_state``: the OCI state given to ``createContainer`` / ``startContainer`` hooks.
+    * ``preserve_fds``: fds 3.. passed on to the workload; ``init``: run it under the C init.
+    """
+
+    def __init__(self, fifo: str = "", console: int = -1,
+                 sync: Optional[Tuple[int, int]] = None,
+                 hook_state: Optional[Dict[str, Any]] = None, preserve_fds: int = 0,
+                 init: bool = False) -> None:
+        self.fifo = fifo
+        self.console = console
+        self.sync = sync
+        self.hook_state = hook_state or {}
+        self.preserve_fds = preserve_fds
+        self.init = init
+        self.fifo_fds: Tuple[int, int] = (-1, -1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,14 +335,8 @@ class Runtime:
                 res.cpu_period = 100000
                 res.cpu_quota = int(ncpus * 100000)
             spec.mounts.extend(mounts)
-            if lib is not None:
-                stats_dir = sdir.file("pyalloc")
-                os.mkdir(stats_dir)
-                os.chmod(stats_dir, 0o777)
-                spec.mounts.append(Mount(PRELOAD_LIB, "bind", lib, ["bind", "ro", "nosuid"]))
-                spec.mounts.append(Mount(PRELOAD_STATS, "bind", stats_dir, ["bind", "nosuid"]))
-                spec.process.env += [f"LD_PRELOAD={PRELOAD_LIB}", f"PYALLOC_POLICY={preload}",
-                                     f"PYALLOC_STATS={PRELOAD_STATS}/stats-%p.json"]
+            if lib is not None and preload is not None:
+                add_preload(spec, sdir, preload, lib)
             tmpfs_upper = False
             if lowers is not None:
                 os.makedirs(os.path.dirname(cdir), mode=0o700, exist_ok=True)
@@ -363,6 +389,22 @@ class Runtime:
         c._spec = spec
         c._state = state
         return c
+
+
+def add_preload(spec: Spec, sdir: StateDir, policy: str, lib: Optional[str] = None) -> None:
+    """Preload libpyalloc.so with ``policy`` into every process of the container: the library
+    bind-mounted read-only at /.pyalloc/libpyalloc.so, statistics written to the state dir's
+    ``pyalloc/`` (collected when the container stops), LD_PRELOAD and PYALLOC_* set."""
+    if policy not in POLICIES:
+        raise ContainerError(f"invalid preload policy {policy!r} (one of {', '.join(POLICIES)})")
+    lib = lib or _preload_library()
+    stats_dir = sdir.file("pyalloc")
+    os.mkdir(stats_dir)
+    os.chmod(stats_dir, 0o777)
+    spec.mounts.append(Mount(PRELOAD_LIB, "bind", lib, ["bind", "ro", "nosuid"]))
+    spec.mounts.append(Mount(PRELOAD_STATS, "bind", stats_dir, ["bind", "nosuid"]))
+    spec.process.env += [f"LD_PRELOAD={PRELOAD_LIB}", f"PYALLOC_POLICY={policy}",
+                         f"PYALLOC_STATS={PRELOAD_STATS}/stats-%p.json"]
 
 
 def _build_env(image_env: Sequence[str], hostname: str,
@@ -483,7 +525,7 @@ def _which(cmd: str, path: str) -> Optional[str]:
 
 
 def _child(spec: Spec, state: Dict[str, Any], procs_files: List[str], errw: int,
-           stdio: Optional[Tuple[int, int, int]]) -> None:
+           stdio: Optional[Tuple[int, int, int]], launch: Optional[Launch] = None) -> None:
     try:
         if stdio is not None:
             for target, fd in enumerate(stdio):
@@ -494,6 +536,11 @@ def _child(spec: Spec, state: Dict[str, Any], procs_files: List[str], errw: int,
             fd = os.open(f, os.O_WRONLY | os.O_CLOEXEC)
             os.write(fd, b"0")
             os.close(fd)
+        if spec.process.oom_score_adj is not None:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(spec.process.oom_score_adj))
+        if launch is not None and launch.fifo:
+            launch.fifo_fds = _open_fifo(launch.fifo)
         flags = 0
         for ns in spec.linux.namespaces:
             if ns.type in ("pid", "user"):
@@ -510,12 +557,15 @@ def _child(spec: Spec, state: Dict[str, Any], procs_files: List[str], errw: int,
         os.umask(0o022)
         _sys.unshare(flags)
         if flags & _sys.CLONE_NEWNS:
-            _setup_rootfs(spec, state)
+            _setup_rootfs(spec, state, launch)
         if spec.hostname and spec.linux.has_namespace("uts"):
             _sys.sethostname(spec.hostname)
         if spec.linux.has_namespace("network"):
             _sys.lo_up()
-        _exec_process(spec, errw, bool(state.get("init", True)))
+        if launch is not None and launch.console >= 0 and spec.process.terminal:
+            _setup_console(launch.console, spec.process)
+        as_init = launch.init if launch is not None else bool(state.get("init", True))
+        _exec_process(spec, errw, as_init, launch)
     except BaseException as e:  # report and die: nothing here may return to the caller
         try:
             msg = _describe(e)
@@ -533,8 +583,13 @@ def _describe(e: BaseException) -> str:
     return f"container setup failed: {type(e).__name__}: {e}"
 
 
-def _setup_rootfs(spec: Spec, state: Dict[str, Any]) -> None:
-    _rootfs.make_private()
+def _setup_rootfs(spec: Spec, state: Dict[str, Any], launch: Optional[Launch] = None) -> None:
+    propagation = spec.linux.rootfs_propagation
+    if propagation:
+        _rootfs.make_rslave() if "shared" in propagation or "slave" in propagation \
+            else _rootfs.make_private()
+    else:
+        _rootfs.make_private()
     lowers = state.get("lowers")
     if lowers:
         cdir = state["container_dir"]
@@ -555,15 +610,169 @@ def _setup_rootfs(spec: Spec, state: Dict[str, Any]) -> None:
         root = spec.root.path
         _rootfs.bind_self(root)
     for m in spec.mounts:
-        _rootfs.mount_one(root, m)
+        if m.type == "cgroup":
+            _rootfs.mount_cgroup(root, m, cgroups.from_dict(state["cgroup"]),
+                                 spec.linux.has_namespace("cgroup"))
+        else:
+            _rootfs.mount_one(root, m)
     if os.path.ismount(os.path.join(root, "dev")):
         _rootfs.create_devices(root, spec.linux.devices)
         _rootfs.dev_symlinks(root)
+    if launch is not None:
+        _run_setup_hooks(spec, launch)
     _rootfs.pivot(root)
+    if propagation:
+        _rootfs.set_propagation("/", propagation)
+    if spec.linux.sysctl or spec.domainname:
+        _write_sysctls(spec)
     _rootfs.mask_paths(spec.linux.masked_paths)
     _rootfs.readonly_paths(spec.linux.readonly_paths)
     if spec.root.readonly:
         _rootfs.remount_root_readonly()
+
+
+def _write_sysctls(spec: Spec) -> None:
+    """linux.sysctl (and the NIS domain name) through /proc/sys, before it is made read-only."""
+    items = dict(spec.linux.sysctl)
+    if spec.domainname:
+        items["kernel.domainname"] = spec.domainname
+    for key, value in items.items():
+        path = "/proc/sys/" + key.replace(".", "/")
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError as e:
+            raise ContainerError(f"cannot set sysctl {key}={value}: {e.strerror}") from None
+
+
+def _preimport(spec: Spec, terminal: bool = False) -> None:
+    """Import in the parent what the child needs after pivot_root/chroot, when the host's
+    Python library (extension modules, libseccomp) is out of its reach."""
+    if spec.process.rlimits:
+        import resource  # noqa: F401
+    if terminal:
+        import array  # noqa: F401
+        import fcntl  # noqa: F401
+        import socket  # noqa: F401
+        import struct  # noqa: F401
+        import termios  # noqa: F401
+    if any(spec.hooks.get(k) for k in ("createContainer", "startContainer")):
+        import subprocess  # noqa: F401
+    if spec.linux.seccomp is not None:
+        from pycontain import oci_seccomp
+
+        try:
+            oci_seccomp.prepare(spec.linux.seccomp)
+        except oci_seccomp.SeccompError as e:
+            raise ContainerError(str(e)) from None
+
+
+def _open_fifo(path: str) -> Tuple[int, int]:
+    """Open the exec fifo for reading *and* writing (so that a read blocks until ``start``
+    writes one byte, instead of seeing EOF for want of a writer)."""
+    rfd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    wfd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    os.set_blocking(rfd, True)
+    return rfd, wfd
+
+
+def _run_hooks(hooks: List[Dict[str, Any]], state: Dict[str, Any], kind: str) -> None:
+    """Run OCI hooks in order, the state JSON on stdin; a failure or timeout is an error."""
+    if not hooks:
+        return
+    import subprocess
+
+    data = json.dumps(state).encode()
+    for h in hooks:
+        path = h.get("path", "")
+        args = list(h.get("args") or [path])
+        timeout = h.get("timeout")
+        try:
+            proc = subprocess.run(args, executable=path, input=data, env=_env_dict(h.get("env")),
+                                  capture_output=True, timeout=timeout, close_fds=True)
+        except subprocess.TimeoutExpired:
+            raise ContainerError(f"{kind} hook {path} timed out after {timeout}s") from None
+        except OSError as e:
+            raise ContainerError(f"{kind} hook {path}: {e.strerror}") from None
+        if proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip()
+            raise ContainerError(f"{kind} hook {path} failed with status {proc.returncode}"
+                                 + (f": {err}" if err else ""))
+
+
+def _env_dict(env: Optional[List[str]]) -> Dict[str, str]:
+    out: Dict[str, str] = {}
+    for item in env or []:
+        k, _, v = item.partition("=")
+        out[k] = v
+    return out
+
+
+def _run_setup_hooks(spec: Spec, launch: Launch) -> None:
+    """Before pivot_root: ask the parent to run prestart + createRuntime hooks (runtime
+    namespace), then run the createContainer hooks here (container namespaces)."""
+    hooks = spec.hooks
+    try:  # our pid as the host sees it (the host's /proc is still mounted here)
+        launch.hook_state["pid"] = int(os.readlink("/proc/self"))
+    except (OSError, ValueError):
+        pass
+    if launch.sync is not None and (hooks.get("prestart") or hooks.get("createRuntime")):
+        r, w = launch.sync
+        os.write(w, b"H")
+        reply = os.read(r, 65536)
+        if reply != b"K":
+            raise ContainerError(reply.decode(errors="replace") or "runtime hooks failed")
+    _run_hooks(hooks.get("createContainer") or [], launch.hook_state, "createContainer")
+
+
+def _setup_console(sock: int, proc: Any) -> None:
+    """Create a pty inside the container, send its master over ``sock`` (SCM_RIGHTS, the way
+    runc does for --console-socket) and make the slave the controlling terminal and stdio."""
+    import array
+    import fcntl
+    import socket
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    try:
+        name = os.ttyname(slave)
+        size = proc.extra.get("consoleSize") or {}
+        if size.get("height") or size.get("width"):
+            fcntl.ioctl(slave, termios.TIOCSWINSZ,
+                        struct.pack("HHHH", int(size.get("height", 0)),
+                                    int(size.get("width", 0)), 0, 0))
+        os.fchown(slave, proc.user.uid, -1)
+        s = socket.socket(fileno=os.dup(sock))
+        try:
+            s.sendmsg([name.encode()],
+                      [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [master]))])
+        finally:
+            s.close()
+    finally:
+        os.close(master)
+    os.close(sock)
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    for target in (0, 1, 2):
+        os.dup2(slave, target)
+    if slave > 2:
+        os.close(slave)
+
+
+def _await_start(errw: int, launch: Launch, spec: Spec) -> None:
+    """Tell the parent everything is set up (EOF on the error pipe), then wait for ``start``."""
+    rfd, wfd = launch.fifo_fds
+    os.close(errw)
+    while True:
+        try:
+            if os.read(rfd, 1):
+                break
+        except InterruptedError:  # pragma: no cover
+            continue
+    os.close(rfd)
+    os.close(wfd)
+    state = dict(launch.hook_state, status="created")
+    _run_hooks(spec.hooks.get("startContainer") or [], state, "startContainer")
 
 
 def _apply_rlimits(spec: Spec) -> None:
@@ -576,7 +785,24 @@ def _apply_rlimits(spec: Spec) -> None:
         resource.setrlimit(key, (rl.soft, rl.hard))
 
 
-def _exec_process(spec: Spec, errw: int, as_init: bool) -> None:
+def _current_caps() -> Tuple[int, int, int]:
+    """(effective, permitted, inheritable) of this process, from /proc/self/status."""
+    found: Dict[str, int] = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("CapEff:", "CapPrm:", "CapInh:")):
+                key, _, value = line.partition(":")
+                found[key] = int(value.strip(), 16)
+    return found["CapEff"], found["CapPrm"], found["CapInh"]
+
+
+_PR_SET_KEEPCAPS = 8
+_PR_CAP_AMBIENT = 47
+_PR_CAP_AMBIENT_RAISE = 2
+_ALL_CAPS = (1 << 64) - 1  # as a bounding mask: drop nothing
+
+
+def _exec_process(spec: Spec, errw: int, as_init: bool, launch: Optional[Launch] = None) -> None:
     proc = spec.process
     if proc.rlimits:
         _apply_rlimits(spec)
@@ -584,25 +810,56 @@ def _exec_process(spec: Spec, errw: int, as_init: bool) -> None:
         os.chdir(proc.cwd or "/")
     except OSError as e:
         raise ContainerError(f"cannot enter working directory {proc.cwd}: {e.strerror}") from None
+    if not proc.args:
+        raise ContainerError("process.args is empty: no command to run")
     path = _which(proc.args[0], proc.getenv("PATH") or DEFAULT_PATH)
     if path is None:
         raise ContainerError(f"exec {proc.args[0]}: executable file not found in $PATH", 127)
+    if launch is not None and launch.fifo and not os.access(path, os.X_OK):
+        # exec happens after `create` has returned: report what we can now, as runc does
+        raise ContainerError(f"exec {path}: not found or not executable", 127)
+    seccomp = spec.linux.seccomp
+    if seccomp is not None and not proc.no_new_privileges:
+        from pycontain import oci_seccomp  # needs CAP_SYS_ADMIN without no_new_privs: load now
+
+        oci_seccomp.load(seccomp)
+    # runc's order: bounding set, then user and groups (still privileged; KEEPCAPS keeps the
+    # permitted set across setuid), then the other capability sets, then ambient ones.
     caps = proc.capabilities
     uid, gid = proc.user.uid, proc.user.gid
     if caps is not None:
-        if uid == 0:
-            _sys.drop_caps(caps_mask(caps.bounding), caps_mask(caps.effective),
-                           caps_mask(caps.permitted), caps_mask(caps.inheritable))
-        else:  # bounding set only; setuid() below clears the rest
-            full = (1 << (_sys.cap_last() + 1)) - 1
-            _sys.drop_caps(caps_mask(caps.bounding), full, full, 0)
+        _sys.drop_caps(caps_mask(caps.bounding), *_current_caps())
+    os.setgroups(list(proc.user.additional_gids))
     if uid != 0 or gid != 0:
-        os.setgroups(list(proc.user.additional_gids))
-        os.setgid(gid)
-        os.setuid(uid)
+        if caps is not None and uid != 0:
+            _sys.prctl(_PR_SET_KEEPCAPS, 1)
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+        if caps is not None and uid != 0:
+            _sys.prctl(_PR_SET_KEEPCAPS, 0)
+    if caps is not None:
+        _sys.drop_caps(_ALL_CAPS, caps_mask(caps.effective), caps_mask(caps.permitted),
+                       caps_mask(caps.inheritable))
+        for name in caps.ambient:
+            bit = caps_mask([name]).bit_length() - 1
+            try:  # the kernel wants it permitted *and* inheritable; like runc, skip it if not
+                _sys.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE, bit)
+            except PermissionError:
+                pass
     if proc.no_new_privileges:
         _sys.set_no_new_privs()
-    _sys.execute(path, proc.args, proc.env, errw, as_init)
+    os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
+    keep = 0
+    if launch is not None:
+        keep = launch.preserve_fds
+        if launch.fifo:
+            _await_start(errw, launch, spec)
+            errw = -1
+    if seccomp is not None and proc.no_new_privileges:
+        from pycontain import oci_seccomp
+
+        oci_seccomp.load(seccomp)
+    _sys.execute(path, proc.args, proc.env, errw, as_init, keep)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -666,37 +923,113 @@ class Container:
                                                                    s.get("pid_start"))
 
     # -- starting ----------------------------------------------------------------------------
-    def _spawn(self, stdio: Optional[Tuple[int, int, int]] = None) -> int:
-        """Fork the container's PID 1 and wait until the workload is exec'd. Returns its pid."""
+    def _fork(self, stdio: Optional[Tuple[int, int, int]],
+              launch: Optional[Launch] = None) -> Tuple[int, int]:
+        """Fork the container's PID 1 (in its new or joined pid namespace); returns its pid and
+        the read end of the error pipe."""
         spec = self.spec()
         state = self.state(refresh=False)
         cg = self.cgroup()
         procs = cg.join_files()
+        _preimport(spec, launch is not None and launch.console >= 0)
         errr, errw = os.pipe()
         new_pid_ns = spec.linux.has_namespace("pid")
-        nsfd = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC) if new_pid_ns else -1
+        join_pid = next((n.path for n in spec.linux.namespaces if n.type == "pid" and n.path), "")
+        nsfd = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC) \
+            if new_pid_ns or join_pid else -1
         try:
             if new_pid_ns:
                 _sys.unshare(_sys.CLONE_NEWPID)
+            elif join_pid:
+                target = os.open(join_pid, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    _sys.setns(target, _sys.CLONE_NEWPID, join_pid)
+                finally:
+                    os.close(target)
             try:
                 pid = os.fork()
                 if pid == 0:
                     os.close(errr)
-                    _child(spec, state, procs, errw, stdio)
+                    _child(spec, state, procs, errw, stdio, launch)
                     os._exit(125)  # not reached
             finally:
-                if new_pid_ns:
+                if nsfd >= 0:
                     _sys.setns(nsfd, _sys.CLONE_NEWPID, "own pid namespace")
+        except BaseException:
+            os.close(errr)
+            raise
         finally:
             if nsfd >= 0:
                 os.close(nsfd)
             os.close(errw)
+        return pid, errr
+
+    def _spawn(self, stdio: Optional[Tuple[int, int, int]] = None) -> int:
+        """Fork the container's PID 1 and wait until the workload is exec'd. Returns its pid."""
+        pid, errr = self._fork(stdio)
         # Recorded before the exec completes, so that a caller killed right now still leaves a
         # truthful state behind (the pid dies if setup fails; ps then shows "stopped").
         self._state = self.dir.update(status="running", pid=pid, pid_start=proc_start_time(pid),
                                       started=time.time(), monitor_pid=os.getpid(),
                                       monitor_start=_self_start_time())
         err = _read_all(errr)
+        if err:
+            _waitpid(pid)
+            raise _parse_child_error(err)
+        return pid
+
+    def spawn_created(self, launch: Launch,
+                      runtime_hooks: Optional[Callable[[int], None]] = None) -> int:
+        """The OCI ``create`` step: fork the container process and return its pid once it is
+        completely set up and blocked on ``launch.fifo`` (see :class:`Launch`).
+
+        ``runtime_hooks(pid)`` runs (in this process) when the child asks for the prestart and
+        createRuntime hooks; a ContainerError it raises fails the creation. On any failure the
+        child is reaped and ContainerError raised; the caller cleans up.
+        """
+        import select
+
+        sync_c2p = sync_p2c = (-1, -1)
+        if runtime_hooks is not None:
+            sync_c2p = os.pipe()
+            sync_p2c = os.pipe()
+            launch.sync = (sync_p2c[0], sync_c2p[1])
+        try:
+            pid, errr = self._fork(None, launch)
+        finally:
+            for fd in (sync_c2p[1], sync_p2c[0]):
+                if fd >= 0:
+                    os.close(fd)
+        self._state = self.dir.update(pid=pid, pid_start=proc_start_time(pid))
+        err = b""
+        watch = [errr] + ([sync_c2p[0]] if sync_c2p[0] >= 0 else [])
+        try:
+            while errr in watch:
+                ready, _, _ = select.select(watch, [], [])
+                if sync_c2p[0] in ready:
+                    if os.read(sync_c2p[0], 1) == b"H" and runtime_hooks is not None:
+                        try:
+                            runtime_hooks(pid)
+                            reply = b"K"
+                        except ContainerError as e:
+                            reply = str(e).encode() or b"runtime hooks failed"
+                        os.write(sync_p2c[1], reply)
+                    else:
+                        watch.remove(sync_c2p[0])
+                if errr in ready:
+                    chunk = os.read(errr, 65536)
+                    if chunk:
+                        err += chunk
+                    else:
+                        watch.remove(errr)
+        finally:
+            for fd in (errr, sync_c2p[0], sync_p2c[1]):
+                if fd >= 0:
+                    os.close(fd)
+        if not err:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                err = f"125\tcontainer process died during setup (status {status})".encode()
         if err:
             _waitpid(pid)
             raise _parse_child_error(err)
@@ -975,8 +1308,19 @@ class Container:
 
     def exec(self, command: Sequence[str], env: Union[Sequence[str], Dict[str, str], None] = None,
              workdir: Optional[str] = None, stdin: StdioArg = None, stdout: StdioArg = None,
-             stderr: StdioArg = None, capture_output: bool = False) -> Result:
-        """Run ``command`` inside the running container (every namespace, cgroup, root)."""
+             stderr: StdioArg = None, capture_output: bool = False, *,
+             process: Optional[Process] = None, console: int = -1, detach: bool = False,
+             preserve_fds: int = 0) -> Result:
+        """Run ``command`` inside the running container (every namespace, cgroup, root).
+
+        ``process`` (an OCI process, as ``runc exec --process``) replaces the container's own
+        process settings (args, env, cwd, user, capabilities, rlimits, noNewPrivileges,
+        terminal); ``console`` is a connected unix socket that receives the pty master when
+        ``process.terminal`` is set; with ``detach`` the call returns as soon as the command is
+        exec'd (``Result.exit_code`` 0, ``Result.pid`` its pid) and never waits for it.
+        """
+        if process is not None:
+            command = process.args
         if not command:
             raise ContainerError("no command given to exec")
         s = self._require_running()
@@ -1004,8 +1348,9 @@ class Container:
                 out_fd = os.memfd_create("stdout", os.MFD_CLOEXEC)
                 err_fd = os.memfd_create("stderr", os.MFD_CLOEXEC)
                 fds[1], fds[2] = out_fd, err_fd
-            proc = spec.process
-            proc_env = _merge_env(proc.env, env)
+            proc = process if process is not None else spec.process
+            _preimport(Spec(process=proc, linux=spec.linux), console >= 0)
+            proc_env = list(process.env) if process is not None else _merge_env(proc.env, env)
             errr, errw = os.pipe()
             own_pid = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
             pidns = next(fd for fd, _, name in nsfds if name == "pid")
@@ -1016,7 +1361,8 @@ class Container:
                     if child == 0:  # pragma: no cover - runs in the child
                         os.close(errr)
                         _exec_child(spec, nsfds, rootfd, cg.join_files(), fds, command,
-                                    proc_env, workdir or proc.cwd, errw)
+                                    proc_env, workdir or proc.cwd, errw, proc, console,
+                                    preserve_fds)
                         os._exit(125)
                 finally:
                     _sys.setns(own_pid, _sys.CLONE_NEWPID, "own pid namespace")
@@ -1026,10 +1372,15 @@ class Container:
             errw = -1
             err = _read_all(errr)
             errr = -1
+            if detach and not err:
+                res = Result(exit_code=0, name=self.name, id=self.id)
+                res.pid = child
+                return res
             status = _waitpid(child)
             if err:
                 raise _parse_child_error(err)
             res = Result(exit_code=_exit_code(status), name=self.name, id=self.id)
+            res.pid = child
             if capture_output:
                 res.stdout = _slurp(out_fd)
                 res.stderr = _slurp(err_fd)
@@ -1089,7 +1440,8 @@ class Container:
 
 def _exec_child(spec: Spec, nsfds: List[Tuple[int, int, str]], rootfd: int,
                 procs_files: List[str], stdio: List[int], command: Sequence[str],
-                env: List[str], cwd: str, errw: int) -> None:  # pragma: no cover - child
+                env: List[str], cwd: str, errw: int, proc: Optional[Process] = None,
+                console: int = -1, preserve_fds: int = 0) -> None:  # pragma: no cover - child
     try:
         for target, fd in enumerate(stdio):
             if fd != target:
@@ -1098,18 +1450,25 @@ def _exec_child(spec: Spec, nsfds: List[Tuple[int, int, str]], rootfd: int,
             fd = os.open(f, os.O_WRONLY | os.O_CLOEXEC)
             os.write(fd, b"0")
             os.close(fd)
+        if proc is None:
+            proc = spec.process
+        if proc.oom_score_adj is not None:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(proc.oom_score_adj))
         for fd, flag, name in nsfds:
             if flag != _sys.CLONE_NEWPID:
                 _sys.setns(fd, flag, name)
         os.fchdir(rootfd)
         os.chroot(".")
         os.setsid()
-        proc = spec.process
+        if console >= 0 and proc.terminal:
+            _setup_console(console, proc)
         exec_spec = Spec(process=type(proc)(
             args=list(command), env=env, cwd=cwd, user=proc.user,
             capabilities=proc.capabilities, rlimits=proc.rlimits,
             no_new_privileges=proc.no_new_privileges))
-        _exec_process(exec_spec, errw, as_init=False)
+        exec_spec.linux.seccomp = spec.linux.seccomp
+        _exec_process(exec_spec, errw, False, Launch(preserve_fds=preserve_fds))
     except BaseException as e:
         try:
             os.write(errw, f"{getattr(e, 'exit_code', 125)}\t{_describe(e)}".encode())

@@ -18,7 +18,7 @@ from pycontain.spec import DEFAULT_DEVICES, Device, Mount
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import List, Optional, Tuple
+    from typing import Any, List, Optional, Tuple
 
 _FLAGS = {
     "ro": (True, _sys.MS_RDONLY), "rw": (False, _sys.MS_RDONLY),
@@ -54,6 +54,8 @@ def parse_options(options: List[str]) -> Tuple[int, int, str]:
             flags = flags | bit if on else flags & ~bit
         elif opt in _PROPAGATION:
             prop |= _PROPAGATION[opt]
+        elif opt in _RUNTIME_OPTIONS:
+            continue
         else:
             data.append(opt)
     return flags, prop, ",".join(data)
@@ -103,6 +105,23 @@ def make_private() -> None:
     _sys.mount(None, "/", None, _sys.MS_REC | _sys.MS_PRIVATE)
 
 
+def make_rslave() -> None:
+    """Host mount events still reach the container, none go back (runc's default)."""
+    _sys.mount(None, "/", None, _sys.MS_REC | _sys.MS_SLAVE)
+
+
+def set_propagation(target: str, name: str) -> None:
+    """Apply an OCI propagation name (private, rslave, shared, ...) to ``target``."""
+    if name not in _PROPAGATION:
+        raise ValueError(f"unknown propagation {name!r}")
+    _sys.mount(None, target, None, _PROPAGATION[name])
+
+
+# Options that runtimes interpret themselves (not mount(2) flags or filesystem data).
+_RUNTIME_OPTIONS = frozenset(("tmpcopyup", "notmpcopyup", "copy-symlink", "z", "Z", "U",
+                              "idmap", "ridmap", "rro", "rrw", "private-root"))
+
+
 def mount_tmpfs(target: str, options: str = "mode=755") -> None:
     _sys.mount("tmpfs", target, "tmpfs", _sys.MS_NOSUID | _sys.MS_NODEV, options)
 
@@ -139,6 +158,44 @@ def mount_one(root: str, m: Mount) -> None:
         _sys.mount(m.source or m.type, target, m.type, flags, data or None)
     if prop:
         _sys.mount(None, target, None, prop)
+
+
+def mount_cgroup(root: str, m: Mount, cg: Any, own_cgroupns: bool) -> None:
+    """An OCI ``cgroup`` mount: the container's own cgroup, read-only unless asked otherwise.
+
+    cgroup v2: a cgroup2 mount (rooted at the container's cgroup by its cgroup namespace), or a
+    bind of its directory without one. cgroup v1 (as runc): a tmpfs at the destination holding
+    one read-only bind per hierarchy of the container's cgroup directory, named like the host's
+    mount (``cpu,cpuacct`` gets ``cpu`` and ``cpuacct`` symlinks).
+    """
+    flags, _, _ = parse_options(m.options)
+    flags &= ~(_sys.MS_BIND | _sys.MS_REC | _sys.MS_REMOUNT)
+    target = secure_join(root, m.destination)
+    _ensure(target, True)
+    if cg.version == 2:
+        if own_cgroupns:
+            _sys.mount("cgroup2", target, "cgroup2", flags)
+        else:
+            _sys.mount(cg.path, target, None, _sys.MS_BIND)
+            _sys.mount(None, target, None, _sys.MS_BIND | _sys.MS_REMOUNT | flags)
+        return
+    _sys.mount("tmpfs", target, "tmpfs", _sys.MS_NOSUID | _sys.MS_NODEV | _sys.MS_NOEXEC,
+               "mode=755")
+    suffix = "/" + cg.rel
+    for d in cg.dirs():
+        if not d.endswith(suffix):
+            continue
+        name = os.path.basename(d[: -len(suffix)])
+        sub = os.path.join(target, name)
+        os.mkdir(sub, 0o755)
+        _sys.mount(d, sub, None, _sys.MS_BIND)
+        _sys.mount(None, sub, None, _sys.MS_BIND | _sys.MS_REMOUNT | flags)
+        if "," in name:
+            for part in name.split(","):
+                if not os.path.lexists(os.path.join(target, part)):
+                    os.symlink(name, os.path.join(target, part))
+    if flags & _sys.MS_RDONLY:
+        _sys.mount(None, target, None, _sys.MS_REMOUNT | flags, "mode=755")
 
 
 def create_devices(root: str, devices: Optional[List[Device]] = None) -> None:

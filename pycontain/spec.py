@@ -107,17 +107,23 @@ class User(_Record):
     uid: int
     gid: int
     additional_gids: List[int]
-    _fields = (("uid", 0), ("gid", 0), ("additional_gids", _Factory(list)))
+    umask: Optional[int]
+    _fields = (("uid", 0), ("gid", 0), ("additional_gids", _Factory(list)), ("umask", None))
 
     def to_dict(self) -> Dict[str, Any]:
         d: Dict[str, Any] = {"uid": self.uid, "gid": self.gid}
         if self.additional_gids:
             d["additionalGids"] = list(self.additional_gids)
+        if self.umask is not None:
+            d["umask"] = self.umask
         return d
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> User:
-        return cls(int(d.get("uid", 0)), int(d.get("gid", 0)), list(d.get("additionalGids", [])))
+        umask = d.get("umask")
+        return cls(int(d.get("uid", 0)), int(d.get("gid", 0)),
+                   [int(g) for g in d.get("additionalGids", None) or []],
+                   None if umask is None else int(umask))
 
 
 class Capabilities(_Record):
@@ -147,7 +153,7 @@ class Capabilities(_Record):
     def from_dict(cls, d: Dict[str, Any]) -> Capabilities:
         return cls(
             *(
-                list(d.get(k, []))
+                list(d.get(k, None) or [])
                 for k in ("bounding", "effective", "permitted", "inheritable", "ambient")
             )
         )
@@ -172,6 +178,8 @@ class Process(_Record):
     capabilities: Optional[Capabilities]
     rlimits: List[Rlimit]
     no_new_privileges: bool
+    oom_score_adj: Optional[int]
+    extra: Dict[str, Any]  # keys of the spec this model does not know (kept for round trips)
     _fields = (
         ("args", _Factory(list)),
         ("env", _Factory(lambda: [f"PATH={DEFAULT_PATH}"])),
@@ -181,37 +189,49 @@ class Process(_Record):
         ("capabilities", _Factory(Capabilities)),
         ("rlimits", _Factory(list)),
         ("no_new_privileges", True),
+        ("oom_score_adj", None),
+        ("extra", _Factory(dict)),
     )
 
+    _KNOWN = frozenset(("args", "env", "cwd", "terminal", "user", "capabilities", "rlimits",
+                        "noNewPrivileges", "oomScoreAdj"))
+
     def to_dict(self) -> Dict[str, Any]:
-        d: Dict[str, Any] = {
+        d: Dict[str, Any] = dict(self.extra)
+        d.update({
             "terminal": self.terminal,
             "user": self.user.to_dict(),
             "args": list(self.args),
             "env": list(self.env),
             "cwd": self.cwd,
             "noNewPrivileges": self.no_new_privileges,
-        }
+        })
         if self.capabilities is not None:
             d["capabilities"] = self.capabilities.to_dict()
         if self.rlimits:
             d["rlimits"] = [r.to_dict() for r in self.rlimits]
+        if self.oom_score_adj is not None:
+            d["oomScoreAdj"] = self.oom_score_adj
         return d
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> Process:
         caps = d.get("capabilities")
+        oom = d.get("oomScoreAdj")
         return cls(
-            args=list(d.get("args", [])),
-            env=list(d.get("env", [])),
-            cwd=d.get("cwd", "/"),
+            args=list(d.get("args", None) or []),
+            env=list(d.get("env", None) or []),
+            cwd=d.get("cwd", "/") or "/",
             terminal=bool(d.get("terminal", False)),
-            user=User.from_dict(d.get("user", {})),
+            user=User.from_dict(d.get("user", None) or {}),
             capabilities=None if caps is None else Capabilities.from_dict(caps),
             rlimits=[
-                Rlimit(r["type"], int(r["hard"]), int(r["soft"])) for r in d.get("rlimits", [])
+                Rlimit(r["type"], int(r["hard"]), int(r["soft"]))
+                for r in d.get("rlimits", None) or []
             ],
             no_new_privileges=bool(d.get("noNewPrivileges", False)),
+            oom_score_adj=None if oom is None else int(oom),
+            extra={k: v for k, v in d.items() if k not in cls._KNOWN},
         )
 
     def getenv(self, key: str) -> Optional[str]:
@@ -251,8 +271,8 @@ class Mount(_Record):
         return cls(
             d["destination"],
             d.get("type", "bind") or "bind",
-            d.get("source", ""),
-            list(d.get("options", [])),
+            d.get("source", "") or "",
+            list(d.get("options", None) or []),
         )
 
 
@@ -351,7 +371,11 @@ class Resources(_Record):
         ("cpuset_cpus", None),
         ("cpuset_mems", None),
         ("devices", _Factory(lambda: list(DEFAULT_DEVICE_RULES))),
+        ("extra", _Factory(dict)),
     )
+    # The rest of linux.resources (memory.reservation, blockIO, hugepageLimits, unified, ...):
+    # kept as in the spec, applied by the cgroup drivers where they can.
+    extra: Dict[str, Any]
 
     def to_dict(self) -> Dict[str, Any]:
         d: Dict[str, Any] = {}
@@ -378,6 +402,11 @@ class Resources(_Record):
         if cpu:
             d["cpu"] = cpu
         d["devices"] = [dict(r) for r in self.devices]
+        for k, v in self.extra.items():
+            if isinstance(v, dict) and isinstance(d.get(k), dict):
+                d[k] = {**v, **d[k]}
+            else:
+                d[k] = v
         return d
 
     @classmethod
@@ -385,6 +414,15 @@ class Resources(_Record):
         mem = d.get("memory", {}) or {}
         cpu = d.get("cpu", {}) or {}
         pids = d.get("pids", {}) or {}
+        extra: Dict[str, Any] = {}
+        for key, value in d.items():
+            if key in ("memory", "cpu", "pids"):
+                known = _MODELED[key]
+                rest = {k: v for k, v in (value or {}).items() if k not in known}
+                if rest:
+                    extra[key] = rest
+            elif key != "devices":
+                extra[key] = value
         return cls(
             memory_limit=mem.get("limit"),
             memory_swap=mem.get("swap"),
@@ -392,10 +430,15 @@ class Resources(_Record):
             cpu_quota=cpu.get("quota"),
             cpu_period=cpu.get("period"),
             cpu_shares=cpu.get("shares"),
-            cpuset_cpus=cpu.get("cpus"),
-            cpuset_mems=cpu.get("mems"),
-            devices=list(d.get("devices", [])),
+            cpuset_cpus=cpu.get("cpus") or None,
+            cpuset_mems=cpu.get("mems") or None,
+            devices=list(d.get("devices", None) or []),
+            extra=extra,
         )
+
+
+_MODELED = {"memory": ("limit", "swap"), "cpu": ("quota", "period", "shares", "cpus", "mems"),
+            "pids": ("limit",)}
 
 
 class Linux(_Record):
@@ -405,6 +448,12 @@ class Linux(_Record):
     masked_paths: List[str]
     readonly_paths: List[str]
     cgroups_path: str
+    sysctl: Dict[str, str]
+    seccomp: Optional[Dict[str, Any]]
+    rootfs_propagation: str
+    uid_mappings: List[Dict[str, int]]
+    gid_mappings: List[Dict[str, int]]
+    extra: Dict[str, Any]
     _fields = (
         (
             "namespaces",
@@ -417,30 +466,58 @@ class Linux(_Record):
         ("masked_paths", _Factory(lambda: list(DEFAULT_MASKED_PATHS))),
         ("readonly_paths", _Factory(lambda: list(DEFAULT_READONLY_PATHS))),
         ("cgroups_path", ""),
+        ("sysctl", _Factory(dict)),
+        ("seccomp", None),
+        ("rootfs_propagation", ""),
+        ("uid_mappings", _Factory(list)),
+        ("gid_mappings", _Factory(list)),
+        ("extra", _Factory(dict)),
     )
 
+    _KNOWN = frozenset(("namespaces", "resources", "devices", "maskedPaths", "readonlyPaths",
+                        "cgroupsPath", "sysctl", "seccomp", "rootfsPropagation", "uidMappings",
+                        "gidMappings"))
+
     def to_dict(self) -> Dict[str, Any]:
-        d: Dict[str, Any] = {
+        d: Dict[str, Any] = dict(self.extra)
+        d.update({
             "namespaces": [n.to_dict() for n in self.namespaces],
             "resources": self.resources.to_dict(),
             "maskedPaths": list(self.masked_paths),
             "readonlyPaths": list(self.readonly_paths),
-        }
+        })
         if self.devices:
             d["devices"] = [x.to_dict() for x in self.devices]
         if self.cgroups_path:
             d["cgroupsPath"] = self.cgroups_path
+        if self.sysctl:
+            d["sysctl"] = dict(self.sysctl)
+        if self.seccomp is not None:
+            d["seccomp"] = self.seccomp
+        if self.rootfs_propagation:
+            d["rootfsPropagation"] = self.rootfs_propagation
+        if self.uid_mappings:
+            d["uidMappings"] = list(self.uid_mappings)
+        if self.gid_mappings:
+            d["gidMappings"] = list(self.gid_mappings)
         return d
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> Linux:
         return cls(
-            namespaces=[Namespace(n["type"], n.get("path", "")) for n in d.get("namespaces", [])],
+            namespaces=[Namespace(n["type"], n.get("path", "") or "")
+                        for n in d.get("namespaces", None) or []],
             resources=Resources.from_dict(d.get("resources", {}) or {}),
-            devices=[Device.from_dict(x) for x in d.get("devices", [])],
-            masked_paths=list(d.get("maskedPaths", [])),
-            readonly_paths=list(d.get("readonlyPaths", [])),
-            cgroups_path=d.get("cgroupsPath", ""),
+            devices=[Device.from_dict(x) for x in d.get("devices", None) or []],
+            masked_paths=list(d.get("maskedPaths", None) or []),
+            readonly_paths=list(d.get("readonlyPaths", None) or []),
+            cgroups_path=d.get("cgroupsPath", "") or "",
+            sysctl={str(k): str(v) for k, v in (d.get("sysctl", None) or {}).items()},
+            seccomp=d.get("seccomp"),
+            rootfs_propagation=d.get("rootfsPropagation", "") or "",
+            uid_mappings=list(d.get("uidMappings", None) or []),
+            gid_mappings=list(d.get("gidMappings", None) or []),
+            extra={k: v for k, v in d.items() if k not in cls._KNOWN},
         )
 
     def has_namespace(self, kind: str) -> bool:
@@ -475,6 +552,8 @@ class Spec(_Record):
     annotations: Dict[str, str]
     oci_version: str
     extra: Dict[str, Any]
+    hooks: Dict[str, List[Dict[str, Any]]]
+    domainname: str
     _fields = (
         ("process", _Factory(Process)),
         ("root", _Factory(Root)),
@@ -484,6 +563,8 @@ class Spec(_Record):
         ("annotations", _Factory(dict)),
         ("oci_version", OCI_VERSION),
         ("extra", _Factory(dict)),
+        ("hooks", _Factory(dict)),
+        ("domainname", ""),
     )
 
     def to_dict(self) -> Dict[str, Any]:
@@ -500,21 +581,28 @@ class Spec(_Record):
         )
         if self.annotations:
             d["annotations"] = dict(self.annotations)
+        if self.hooks:
+            d["hooks"] = {k: list(v) for k, v in self.hooks.items()}
+        if self.domainname:
+            d["domainname"] = self.domainname
         return d
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> Spec:
-        known = {"ociVersion", "process", "root", "hostname", "mounts", "linux", "annotations"}
+        known = {"ociVersion", "process", "root", "hostname", "mounts", "linux", "annotations",
+                 "hooks", "domainname"}
         root = d.get("root", {}) or {}
         return cls(
             process=Process.from_dict(d.get("process", {}) or {}),
             root=Root(root.get("path", "rootfs"), bool(root.get("readonly", False))),
-            hostname=d.get("hostname", ""),
-            mounts=[Mount.from_dict(m) for m in d.get("mounts", [])],
+            hostname=d.get("hostname", "") or "",
+            mounts=[Mount.from_dict(m) for m in d.get("mounts", None) or []],
             linux=Linux.from_dict(d.get("linux", {}) or {}),
             annotations=dict(d.get("annotations", {}) or {}),
             oci_version=d.get("ociVersion", OCI_VERSION),
             extra={k: v for k, v in d.items() if k not in known},
+            hooks={k: list(v or []) for k, v in (d.get("hooks", None) or {}).items()},
+            domainname=d.get("domainname", "") or "",
         )
 
 
