@@ -90,6 +90,7 @@ network_config_dir = "{base}/net"
                  **kw: object) -> subprocess.CompletedProcess:
         kw.setdefault("capture_output", True)
         kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("cwd", self.base)  # conmon drops files (an "oom" marker) in its cwd
         return subprocess.run([str(PODMAN), *self.global_args, *args], env=self.env,
                               timeout=timeout, **kw)  # type: ignore[call-overload]
 
