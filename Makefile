@@ -72,6 +72,7 @@ bench-deps:
 bench: setup bench-deps
 	@mkdir -p .benchmarks
 	$(PY) -m pytest bench -q --benchmark-only --benchmark-autosave --benchmark-json=$(BENCH_JSON) $(BENCH_ARGS)
+	$(PY) bench/fragmentation.py
 	$(PY) bench/report.py $(BENCH_JSON) --out docs/BENCHMARKS.md --command "make bench"
 	$(PY) bench/report.py $(BENCH_JSON) --scaling-into docs/pool.md
 

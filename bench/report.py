@@ -174,7 +174,27 @@ def render(data: dict, command: str, outdir: str) -> str:
         out += [f"![{os.path.basename(path)}]({os.path.basename(path)})", ""]
     for name, tbl in group_tables(data["benchmarks"]).items():
         out += [f"## {name}", "", tbl, ""]
+    frag = os.path.join(outdir, "fragmentation.json")
+    if os.path.exists(frag):
+        out += fragmentation_section(frag)
     return "\n".join(out)
+
+
+def fragmentation_section(path: str) -> List[str]:
+    """A summary of bench/fragmentation.py's results (details in fragmentation.md)."""
+    with open(path) as f:
+        data = json.load(f)
+    policies = ("best", "worst", "first", "fifo")
+    out = ["## Fragmentation study (peak heap / peak live, Johnstone & Wilson)", "",
+           "Traces of real programs replayed under each policy; details, fragmentation over",
+           "time and the comparison with the literature: [fragmentation.md](fragmentation.md)",
+           "(`python3 bench/fragmentation.py`).", "",
+           "| program | " + " | ".join(policies) + " |", "|---" * (len(policies) + 1) + "|"]
+    for name, d in data.items():
+        cells = " | ".join(f"{d['policies'][p]['ratio']:.3f}" for p in policies)
+        out.append(f"| {name} | {cells} |")
+    out.append("")
+    return out
 
 
 def replace_block(page: str, block: str, begin: str, end: str) -> Optional[str]:

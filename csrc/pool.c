@@ -33,6 +33,7 @@ struct pa_pool {
     size_t map_size;
     char *base;            /* arena base: offsets count from here */
     char *end;             /* end of the last block (base + capacity - PA_HEADER) */
+    char *tail;            /* the last block of the arena (the free top when it is free) */
     size_t capacity;
     size_t committed;      /* bytes from base that are read/write */
     size_t trim_threshold;
@@ -116,6 +117,8 @@ static void make_free(pa_pool *p, char *b, uint64_t size, uint64_t pflag, uint64
 {
     pa_set_hdr(b, size, pflag, p->secret);
     char *next = b + size;
+    if (next == p->end)
+        p->tail = b;
     if (next < p->end) {
         pa_set_footer(b, size);
         pa_set_hdr(next, pa_bsize(next), (pa_hdr(next) & PA_CINUSE), p->secret);
@@ -146,6 +149,8 @@ static char *carve(pa_pool *p, char *b, uint64_t size, uint64_t need, uint64_t p
         need = size;
         pa_set_hdr(b, size, PA_CINUSE | pflag, p->secret);
         char *next = b + size;
+        if (next == p->end)
+            p->tail = b;
         if (next < p->end)
             pa_set_hdr(next, pa_bsize(next), (pa_hdr(next) & PA_CINUSE) | PA_PINUSE, p->secret);
     }
@@ -602,6 +607,7 @@ void pa_pool_stats(pa_pool *p, pa_stats *o)
     o->invalid_frees = p->invalid_frees;
     o->trims = p->trims;
     o->fragmentation = o->free ? 1.0 - (double)o->largest_free / (double)o->free : 0.0;
+    o->top = (pa_hdr(p->tail) & PA_CINUSE) ? p->capacity : (uint64_t)(p->tail - p->base);
     unlock(p);
 }
 
@@ -660,7 +666,7 @@ static const char *const check_messages[] = {
     "a PINUSE bit disagrees with the previous block",
     "two free blocks are adjacent (coalescing incomplete)",
     "a free block's footer disagrees with its header",
-    "the blocks do not end exactly at the arena end",
+    "the blocks do not end exactly at the arena end, or the tail pointer is stale",
     "free/live block counts disagree with the index or statistics",
     "byte accounting: used + free + overhead != capacity",
     "a block lies beyond the committed frontier",
@@ -725,7 +731,7 @@ int pa_pool_check(pa_pool *p)
         prev_free = is_free;
         b += size;
     }
-    if (rc == CHK_OK && b != p->end)
+    if (rc == CHK_OK && (b != p->end || b - pa_bsize(p->tail) != p->tail))
         rc = CHK_END;
     if (rc == CHK_OK && (nfree != p->index.count || nlive != p->live_blocks))
         rc = CHK_COUNTS;

@@ -155,6 +155,8 @@ typedef struct pa_stats {
     uint64_t invalid_frees;  /* frees of pointers that were not live blocks */
     uint64_t trims;          /* madvise/decommit calls returning memory to the kernel */
     double fragmentation;    /* 1 - largest_free / free (0 when nothing is free) */
+    uint64_t top;            /* heap extent: offset where the arena's free top starts (the
+                                capacity when the last block is in use) */
 } pa_stats;
 void pa_pool_stats(pa_pool *pool, pa_stats *out);
 

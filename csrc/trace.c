@@ -115,8 +115,34 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+static void sample(pa_pool *pool, uint64_t ops, uint64_t live, pa_replay_sample *samples,
+                   size_t max, size_t *n)
+{
+    if (*n >= max)
+        return;
+    pa_stats st;
+    pa_pool_stats(pool, &st);
+    pa_replay_sample *x = &samples[(*n)++];
+    x->ops = ops;
+    x->live = live;
+    x->top = st.top;
+    x->used = st.used;
+    /* the free top is one free block that starts at `top` and is not part of the heap */
+    x->free = st.top < st.capacity ? st.free - (st.capacity - st.top - 2 * PA_HEADER) : st.free;
+}
+
 int pa_trace_replay(const char *path, int policy, pa_replay_result *out)
 {
+    return pa_trace_replay_series(path, policy, 0, NULL, 0, NULL, out);
+}
+
+int pa_trace_replay_series(const char *path, int policy, uint64_t every,
+                           pa_replay_sample *samples, size_t max, size_t *nsamples,
+                           pa_replay_result *out)
+{
+    size_t nsamp = 0;
+    if (nsamples)
+        *nsamples = 0;
     memset(out, 0, sizeof *out);
     out->policy = policy;
     if (!path || policy < 0 || policy >= PA_NPOLICIES) {
@@ -162,7 +188,14 @@ int pa_trace_replay(const char *path, int policy, pa_replay_result *out)
     const unsigned char *p = data + PA_TRACE_HEADER, *end = data + len;
     int err = 0;
     double t0 = now();
+    uint64_t ops_seen = 0;
     while (p < end) {
+        if (every && samples) {
+            uint64_t ops = out->allocs + out->frees + out->reallocs;
+            if (ops != ops_seen && ops % every == 0)
+                sample(pool, ops, live, samples, max, &nsamp);
+            ops_seen = ops;
+        }
         unsigned op = *p++;
         unsigned failed = op & PA_TR_FAILED;
         op &= ~(unsigned)PA_TR_FAILED;
@@ -280,6 +313,8 @@ done:
     out->final_live = live;
     out->ratio = peak_live ? (double)peak_heap / (double)peak_live : 0.0;
     out->error = err;
+    if (nsamples)
+        *nsamples = nsamp;
     free(m.s);
     pa_pool_destroy(pool);
     munmap(data, len);

@@ -109,4 +109,19 @@ typedef struct pa_replay_result {
 /* Replays the trace at `path` in a fresh pa_pool with `policy`. 0, or -1 with out->error. */
 int pa_trace_replay(const char *path, int policy, pa_replay_result *out);
 
+/* One point of a replay's time series, taken every `every` allocation-side operations. */
+typedef struct pa_replay_sample {
+    uint64_t ops;   /* allocs + frees + reallocs replayed so far */
+    uint64_t live;  /* requested bytes of live blocks */
+    uint64_t top;   /* heap extent (pa_stats.top): bytes below the pool's free top */
+    uint64_t used;  /* usable bytes of live blocks */
+    uint64_t free;  /* usable bytes of free blocks below the top */
+} pa_replay_sample;
+
+/* pa_trace_replay that also records up to `max` samples into `samples`, one every `every`
+ * operations (every >= 1); *nsamples gets how many were written. */
+int pa_trace_replay_series(const char *path, int policy, uint64_t every,
+                           pa_replay_sample *samples, size_t max, size_t *nsamples,
+                           pa_replay_result *out);
+
 #endif

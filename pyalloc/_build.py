@@ -49,6 +49,7 @@ typedef struct pa_stats {
     uint64_t allocs; uint64_t frees; uint64_t reallocs; uint64_t failed_allocs;
     uint64_t invalid_frees; uint64_t trims;
     double fragmentation;
+    uint64_t top;
 } pa_stats;
 void pa_pool_stats(pa_pool *pool, pa_stats *out);
 
@@ -87,6 +88,12 @@ typedef struct pa_replay_result {
     double ratio; double seconds;
 } pa_replay_result;
 int pa_trace_replay(const char *path, int policy, pa_replay_result *out);
+typedef struct pa_replay_sample {
+    uint64_t ops; uint64_t live; uint64_t top; uint64_t used; uint64_t free;
+} pa_replay_sample;
+int pa_trace_replay_series(const char *path, int policy, uint64_t every,
+                           pa_replay_sample *samples, size_t max, size_t *nsamples,
+                           pa_replay_result *out);
 """
 
 SOURCE = """

@@ -42,7 +42,7 @@ MAX_CAPACITY: int = int(lib.PA_POOL_MAX_CAPACITY_VALUE)
 _STAT_FIELDS = (
     "capacity", "used", "free", "overhead", "largest_free", "free_blocks", "live_blocks",
     "peak_used", "committed", "peak_committed", "allocs", "frees", "reallocs", "failed_allocs",
-    "invalid_frees", "trims",
+    "invalid_frees", "trims", "top",
 )
 _SLAB_STAT_FIELDS = (
     "capacity", "block_size", "blocks", "live_blocks", "peak_live_blocks", "used", "free",

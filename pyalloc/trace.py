@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import asdict, dataclass
-from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 MAGIC = b"PYATRACE"
 VERSION = 1
@@ -171,12 +171,28 @@ class ReplayResult:
 
 def replay(path: str, policy: str = "best") -> ReplayResult:
     """Replays the trace in C under one policy."""
+    return _replay(path, policy, 0, 0)[0]
+
+
+def series(path: str, policy: str = "best", points: int = 400) -> Tuple[ReplayResult, List[Dict]]:
+    """Replays the trace in C under one policy, sampling the heap about `points` times:
+    dicts of ops, live (requested bytes), top (heap extent), used and free (below the top)."""
+    first = _replay(path, policy, 0, 0)[0]  # counts the operations (fast, in C)
+    total = first.allocs + first.frees + first.reallocs
+    every = max(1, total // max(1, points))
+    return _replay(path, policy, every, points + 2)
+
+
+def _replay(path: str, policy: str, every: int, points: int) -> Tuple[ReplayResult, List[Dict]]:
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
     from pyalloc._native import ffi, lib  # lazy: the CLI works without it for other commands
 
     res = ffi.new("pa_replay_result *")
-    rc = lib.pa_trace_replay(str(path).encode(), POLICIES.index(policy), res)
+    samples = ffi.new("pa_replay_sample[]", max(points, 1))
+    nsamples = ffi.new("size_t *")
+    rc = lib.pa_trace_replay_series(str(path).encode(), POLICIES.index(policy), every,
+                                    samples if points else ffi.NULL, points, nsamples, res)
     if rc != 0:
         import errno as _errno
         import os
@@ -185,13 +201,16 @@ def replay(path: str, policy: str = "best") -> ReplayResult:
         if code == _errno.EINVAL:
             raise TraceError(f"{path}: not a valid pyalloc trace")
         raise OSError(code, os.strerror(code), str(path))
-    return ReplayResult(
+    result = ReplayResult(
         policy=policy, records=res.records, allocs=res.allocs, frees=res.frees,
         reallocs=res.reallocs, failed=res.failed, unmatched=res.unmatched,
         threads=res.threads, peak_live=res.peak_live, peak_heap=res.peak_heap,
         peak_committed=res.peak_committed, final_live=res.final_live, ratio=res.ratio,
         seconds=res.seconds,
     )
+    points_out = [{k: int(getattr(samples[i], k)) for k in ("ops", "live", "top", "used", "free")}
+                  for i in range(nsamples[0])]
+    return result, points_out
 
 
 def replay_all(path: str, policies: Optional[Sequence[str]] = None) -> List[ReplayResult]:

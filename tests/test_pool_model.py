@@ -50,6 +50,8 @@ def check_pool(pool: pyalloc.Pool, model: Model, live: Dict[int, Tuple[pyalloc.B
     assert stats["overhead"] == totals["headers"] + 16
     assert stats["free_blocks"] == len(free)
     assert stats["largest_free"] == max((s for _, s, _ in free), default=0)
+    last = model.blocks[-1]  # the heap extent: where the free top starts
+    assert stats["top"] == (last.start if last.free else pool.capacity)
     pool.check()
     for blk, tag, n in live.values():
         assert bytes(blk.view()[:n]) == pattern(tag, n), f"data of block {blk.offset} changed"

@@ -131,6 +131,16 @@ def test_trace_records_and_replays(libpyalloc, python_exe, tmp_path):
         assert r.failed == 0 and r.unmatched == 0
         assert r.peak_heap >= r.peak_live * 0.99 and r.ratio >= 0.99
         assert r.seconds > 0
+    # the time series of a replay: evenly spaced, consistent with the totals
+    result, points = trace.series(str(path), "first", points=50)
+    assert 40 <= len(points) <= 52
+    ops = [p["ops"] for p in points]
+    assert ops == sorted(ops) and len(set(ops)) == len(ops)
+    assert ops[-1] <= result.allocs + result.frees + result.reallocs
+    for p in points:
+        assert p["live"] <= result.peak_live
+        assert p["used"] >= p["live"]  # usable sizes cover the requests
+        assert p["used"] + p["free"] <= p["top"] <= result.peak_heap + 64
 
 
 def test_trace_fork_children_get_their_own_file(libpyalloc, python_exe, tmp_path):
