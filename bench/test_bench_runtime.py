@@ -108,22 +108,83 @@ def _python_startup(bundle: Dict[str, str]) -> Callable[[], None]:
 
 @pytest.mark.benchmark(group="container-run-true", min_rounds=20, warmup=True)
 def test_runc_run(benchmark, bundle) -> None:  # type: ignore[no-untyped-def]
+    benchmark.extra_info.update(impl="runc run", baseline="runc run")
     benchmark(_runc(bundle))
 
 
 @pytest.mark.benchmark(group="container-run-true", min_rounds=20, warmup=True)
 def test_pycontain_cli_run(benchmark, bundle) -> None:  # type: ignore[no-untyped-def]
+    benchmark.extra_info.update(impl="pycontain run (CLI)", baseline="runc run")
     benchmark(_cli(bundle))
 
 
 @pytest.mark.benchmark(group="container-run-true", min_rounds=20, warmup=True)
 def test_pycontain_api_run(benchmark, bundle) -> None:  # type: ignore[no-untyped-def]
+    benchmark.extra_info.update(impl="pycontain.run (API)", baseline="runc run")
     benchmark(_api(bundle))
 
 
 @pytest.mark.benchmark(group="container-run-true", min_rounds=20, warmup=True)
 def test_reference_python_startup(benchmark, bundle) -> None:  # type: ignore[no-untyped-def]
+    benchmark.extra_info.update(impl="python3 -c pass (reference)", baseline="runc run")
     benchmark(_python_startup(bundle))
+
+
+# -- exec into a running container: runc exec against pycontain's exec (CLI and API) ------
+@pytest.fixture(scope="module")
+def running(bundle):  # type: ignore[no-untyped-def]
+    """A runc container and a pycontain container, both running `sleep` in the same rootfs."""
+    import pycontain
+
+    for applet in ("sleep",):
+        link = os.path.join(bundle["rootfs"], "bin", applet)
+        if not os.path.lexists(link):
+            os.symlink("busybox", link)
+    cfg_path = os.path.join(bundle["bundle"], "config.json")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    exec_bundle = os.path.join(bundle["bundle"], "exec-bundle")
+    os.makedirs(exec_bundle, exist_ok=True)
+    cfg["process"]["args"] = ["/bin/sleep", "600"]
+    cfg["root"]["path"] = bundle["rootfs"]
+    with open(os.path.join(exec_bundle, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    runc_id = f"bench-exec-{os.getpid()}"
+    subprocess.run([RUNC, "--root", bundle["runc_root"], "run", "--detach", "--bundle",  # type: ignore[list-item]
+                    exec_bundle, runc_id], check=True, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ctr = pycontain.start(["/bin/sleep", "600"], rootfs=bundle["rootfs"], root=bundle["root"],
+                          storage=bundle["storage"], name=f"bench-exec-{os.getpid()}")
+    yield {"runc_id": runc_id, "ctr": ctr}
+    subprocess.run([RUNC, "--root", bundle["runc_root"], "delete", "--force", runc_id],  # type: ignore[list-item]
+                   capture_output=True)
+    ctr.remove(force=True)
+
+
+@pytest.mark.benchmark(group="container-exec-true", min_rounds=20, warmup=True)
+def test_runc_exec(benchmark, bundle, running) -> None:  # type: ignore[no-untyped-def]
+    benchmark.extra_info.update(impl="runc exec", baseline="runc exec")
+    cmd = [RUNC, "--root", bundle["runc_root"], "exec", running["runc_id"], "/bin/true"]
+    benchmark(lambda: subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL))
+
+
+@pytest.mark.benchmark(group="container-exec-true", min_rounds=20, warmup=True)
+def test_pycontain_cli_exec(benchmark, bundle, running) -> None:  # type: ignore[no-untyped-def]
+    benchmark.extra_info.update(impl="pycontain exec (CLI)", baseline="runc exec")
+    env = dict(os.environ, PYCONTAIN_ROOT=bundle["root"], PYCONTAIN_STORAGE=bundle["storage"])
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, "-m", "pycontain", "exec", running["ctr"].name, "--", "/bin/true"]
+    benchmark(lambda: subprocess.run(cmd, check=True, env=env, stdin=subprocess.DEVNULL))
+
+
+@pytest.mark.benchmark(group="container-exec-true", min_rounds=20, warmup=True)
+def test_pycontain_api_exec(benchmark, bundle, running) -> None:  # type: ignore[no-untyped-def]
+    benchmark.extra_info.update(impl="Container.exec (API)", baseline="runc exec")
+
+    def run() -> None:
+        assert running["ctr"].exec(["/bin/true"]).exit_code == 0
+
+    benchmark(run)
 
 
 def _interleaved(fns: Dict[str, Callable[[], None]], rounds: int) -> Dict[str, float]:
