@@ -68,8 +68,8 @@ def scaling_table(benchmarks: List[dict]) -> str:
 def group_tables(benchmarks: List[dict]) -> OrderedDict[str, str]:
     groups: OrderedDict[str, List[dict]] = OrderedDict()
     for b in benchmarks:
-        if "pairs_per_call" in b.get("extra_info", {}):
-            continue  # the scaling group has its own table
+        if "pairs_per_call" in b.get("extra_info", {}) or b["name"].startswith("test_zz_"):
+            continue  # the scaling group has its own table; test_zz_* only print summaries
         groups.setdefault(b.get("group") or b["name"], []).append(b)
     out: OrderedDict[str, str] = OrderedDict()
     for name, items in groups.items():
@@ -99,7 +99,10 @@ def one_group(items: List[dict]) -> str:
                f"{st['median'] / base_median:.2f}x |")
         for c in extra_cols:
             v = b.get("extra_info", {}).get(c)
-            row += f" {v:,.0f} |" if isinstance(v, (int, float)) else " - |"
+            if isinstance(v, float) and not v.is_integer():
+                row += f" {v:,.3g} |"
+            else:
+                row += f" {v:,.0f} |" if isinstance(v, (int, float)) else " - |"
         lines.append(row)
     return "\n".join(lines)
 
@@ -158,7 +161,40 @@ def plots(data: dict, outdir: str) -> List[str]:
         fig.savefig(path, dpi=100)
         plt.close(fig)
         written.append(path)
+    peers = peer_ratios(data["benchmarks"])
+    if peers:
+        workloads = list(peers)
+        impls = [i for i in ("pyalloc", "jemalloc", "mimalloc", "tcmalloc")
+                 if any(i in peers[w] for w in workloads)]
+        fig, ax = plt.subplots(figsize=(7, 3.8))
+        width = 0.8 / max(len(impls), 1)
+        for k, impl in enumerate(impls):
+            xs = [i + k * width for i in range(len(workloads))]
+            ax.bar(xs, [peers[w].get(impl, 0) for w in workloads], width, label=impl)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_xticks([i + width * (len(impls) - 1) / 2 for i in range(len(workloads))])
+        ax.set_xticklabels(workloads)
+        ax.set_ylabel("wall time / glibc's (median)")
+        ax.set_title("Preloaded allocators against glibc (lower is faster)")
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        path = os.path.join(outdir, "peers.png")
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
     return written
+
+
+def peer_ratios(benchmarks: List[dict]) -> Dict[str, Dict[str, float]]:
+    """{workload: {allocator: median time / glibc's median}} from the preload groups."""
+    med: Dict[str, Dict[str, float]] = defaultdict(dict)
+    for b in benchmarks:
+        group = b.get("group") or ""
+        if group.startswith("preload: "):
+            med[group[len("preload: "):]][b["extra_info"].get("impl", "")] = b["stats"]["median"]
+    return {w: {i: v / d["glibc"] for i, v in d.items() if i != "glibc"}
+            for w, d in med.items() if d.get("glibc")}
 
 
 def render(data: dict, command: str, outdir: str) -> str:

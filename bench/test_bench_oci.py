@@ -28,6 +28,9 @@ import pytest
 RUNC = shutil.which("runc")
 BUSYBOX = shutil.which("busybox")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from procstat import peak_rss_kb  # noqa: E402
 
 
 def _launcher() -> str:
@@ -123,16 +126,30 @@ def _cycle(binary: str, root: str, b: Dict[str, str]) -> Callable[[], None]:
     return run
 
 
+def _run_rss(binary: str, root: str, b: Dict[str, str]) -> int:
+    """Peak RSS of the runtime process for a whole `run` (create, start, wait, delete)."""
+    cid = f"rss{os.getpid()}-{next(_counter)}"
+    cfg_path = os.path.join(b["bundle"], "config.json")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    cfg["linux"]["cgroupsPath"] = f"/{CGROUP_PARENT}/{cid}"
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f)
+    return peak_rss_kb([binary, "--root", root, "run", "--bundle", b["bundle"], cid], runs=1)
+
+
 @pytest.mark.benchmark(group="oci-create-start-delete", min_rounds=15, warmup=True)
 def test_runc_create_start_delete(benchmark, bundle) -> None:  # type: ignore[no-untyped-def]
     benchmark.extra_info.update(impl="runc", baseline="runc")
     benchmark(_cycle(str(RUNC), bundle["runc_root"], bundle))
+    benchmark.extra_info["peak_rss_kb"] = _run_rss(str(RUNC), bundle["runc_root"], bundle)
 
 
 @pytest.mark.benchmark(group="oci-create-start-delete", min_rounds=15, warmup=True)
 def test_pycontain_oci_create_start_delete(benchmark, bundle) -> None:  # type: ignore[no-untyped-def]
     benchmark.extra_info.update(impl="pycontain-oci", baseline="runc")
     benchmark(_cycle(str(OCI), bundle["oci_root"], bundle))
+    benchmark.extra_info["peak_rss_kb"] = _run_rss(str(OCI), bundle["oci_root"], bundle)
 
 
 def test_interleaved(bundle) -> None:  # type: ignore[no-untyped-def]

@@ -132,6 +132,8 @@ def test_workload(benchmark, bins, workload, alloc):
     if not _available(alloc):
         pytest.skip(f"{alloc} not installed")
     cmd, env = _cmd(bins, WORKLOADS[workload]), _env(alloc)
+    benchmark.group = f"preload: {workload}"
+    benchmark.extra_info.update(impl=alloc, baseline="glibc")
     samples: List[Tuple[float, int]] = []
 
     def once():
@@ -161,6 +163,8 @@ def test_scaling(benchmark, bins, workload, alloc):
     if not _available(alloc):
         pytest.skip(f"{alloc} not installed")
     env = _env(alloc)
+    benchmark.group = f"preload, 1 then 2 threads: {workload}"
+    benchmark.extra_info.update(impl=alloc, baseline="glibc")
     walls = {}
 
     def once():

@@ -28,6 +28,10 @@ from typing import Callable, Dict, List
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from procstat import peak_rss_kb  # noqa: E402
+
 RUNC = shutil.which("runc")
 BUSYBOX = shutil.which("busybox")
 
@@ -76,9 +80,14 @@ def _runc(bundle: Dict[str, str]) -> Callable[[], None]:
     return run
 
 
-def _cli(bundle: Dict[str, str]) -> Callable[[], None]:
+def _cli_env(bundle: Dict[str, str]) -> Dict[str, str]:
     env = dict(os.environ, PYCONTAIN_ROOT=bundle["root"], PYCONTAIN_STORAGE=bundle["storage"])
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _cli(bundle: Dict[str, str]) -> Callable[[], None]:
+    env = _cli_env(bundle)
     cmd = [sys.executable, "-m", "pycontain", "run", "--rm", "--rootfs", bundle["rootfs"], "--",
            "/bin/true"]
 
@@ -110,12 +119,18 @@ def _python_startup(bundle: Dict[str, str]) -> Callable[[], None]:
 def test_runc_run(benchmark, bundle) -> None:  # type: ignore[no-untyped-def]
     benchmark.extra_info.update(impl="runc run", baseline="runc run")
     benchmark(_runc(bundle))
+    benchmark.extra_info["peak_rss_kb"] = peak_rss_kb(
+        [RUNC, "--root", bundle["runc_root"], "run", "--bundle", bundle["bundle"],  # type: ignore[list-item]
+         f"bench-rss-{os.getpid()}"], runs=1)
 
 
 @pytest.mark.benchmark(group="container-run-true", min_rounds=20, warmup=True)
 def test_pycontain_cli_run(benchmark, bundle) -> None:  # type: ignore[no-untyped-def]
     benchmark.extra_info.update(impl="pycontain run (CLI)", baseline="runc run")
     benchmark(_cli(bundle))
+    benchmark.extra_info["peak_rss_kb"] = peak_rss_kb(
+        [sys.executable, "-m", "pycontain", "run", "--rm", "--rootfs", bundle["rootfs"], "--",
+         "/bin/true"], env=_cli_env(bundle))
 
 
 @pytest.mark.benchmark(group="container-run-true", min_rounds=20, warmup=True)
@@ -166,15 +181,16 @@ def test_runc_exec(benchmark, bundle, running) -> None:  # type: ignore[no-untyp
     benchmark.extra_info.update(impl="runc exec", baseline="runc exec")
     cmd = [RUNC, "--root", bundle["runc_root"], "exec", running["runc_id"], "/bin/true"]
     benchmark(lambda: subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL))
+    benchmark.extra_info["peak_rss_kb"] = peak_rss_kb(cmd)
 
 
 @pytest.mark.benchmark(group="container-exec-true", min_rounds=20, warmup=True)
 def test_pycontain_cli_exec(benchmark, bundle, running) -> None:  # type: ignore[no-untyped-def]
     benchmark.extra_info.update(impl="pycontain exec (CLI)", baseline="runc exec")
-    env = dict(os.environ, PYCONTAIN_ROOT=bundle["root"], PYCONTAIN_STORAGE=bundle["storage"])
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env = _cli_env(bundle)
     cmd = [sys.executable, "-m", "pycontain", "exec", running["ctr"].name, "--", "/bin/true"]
     benchmark(lambda: subprocess.run(cmd, check=True, env=env, stdin=subprocess.DEVNULL))
+    benchmark.extra_info["peak_rss_kb"] = peak_rss_kb(cmd, env=env)
 
 
 @pytest.mark.benchmark(group="container-exec-true", min_rounds=20, warmup=True)
