@@ -115,6 +115,22 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Records a block the replay just obtained for trace address `addr` (n bytes requested):
+ * the address map, live bytes and their peak, and the heap's peak extent. -1 on ENOMEM. */
+static int track(map *m, pa_pool *pool, char *base, uint64_t addr, void *q, uint64_t n,
+                 uint64_t *live, uint64_t *peak_live, uint64_t *peak_heap)
+{
+    if (map_put(m, addr, q, n) < 0)
+        return -1;
+    *live += n;
+    if (*live > *peak_live)
+        *peak_live = *live;
+    uint64_t top = (uint64_t)((char *)q - base) + pa_pool_usable_size(pool, q);
+    if (top > *peak_heap)
+        *peak_heap = top;
+    return 0;
+}
+
 static void sample(pa_pool *pool, uint64_t ops, uint64_t live, pa_replay_sample *samples,
                    size_t max, size_t *n)
 {
@@ -228,17 +244,10 @@ int pa_trace_replay_series(const char *path, int policy, uint64_t every,
                 out->failed++;
                 break;
             }
-            int r = map_put(&m, addr, q, n);
-            if (r < 0) {
+            if (track(&m, pool, base, addr, q, n, &live, &peak_live, &peak_heap) < 0) {
                 err = ENOMEM;
                 goto done;
             }
-            live += n;
-            if (live > peak_live)
-                peak_live = live;
-            uint64_t top = (uint64_t)((char *)q - base) + pa_pool_usable_size(pool, q);
-            if (top > peak_heap)
-                peak_heap = top;
             break;
         }
         case PA_TR_FREE: {
@@ -281,16 +290,10 @@ int pa_trace_replay_series(const char *path, int policy, uint64_t every,
                 out->failed++;
                 break;
             }
-            if (map_put(&m, addr, q, n) < 0) {
+            if (track(&m, pool, base, addr, q, n, &live, &peak_live, &peak_heap) < 0) {
                 err = ENOMEM;
                 goto done;
             }
-            live += n;
-            if (live > peak_live)
-                peak_live = live;
-            uint64_t top = (uint64_t)((char *)q - base) + pa_pool_usable_size(pool, q);
-            if (top > peak_heap)
-                peak_heap = top;
             break;
         }
         default:
