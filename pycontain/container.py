@@ -21,6 +21,7 @@ import time
 
 from pycontain import _sys, cgroups
 from pycontain import rootfs as _rootfs
+from pycontain.fdutil import read_from_start
 from pycontain.images import ImageError, ImageStore
 from pycontain.spec import DEFAULT_PATH, Mount, Process, Spec, caps_mask, default_spec
 from pycontain.state import StateDir, StateError, alive, iter_states, list_names, proc_start_time
@@ -1061,8 +1062,8 @@ class Container:
             status = self._wait_child(pid, timeout)
             result = self._finish(status)
             if capture_output:
-                result.stdout = _slurp(out_fd)
-                result.stderr = _slurp(err_fd)
+                result.stdout = read_from_start(out_fd)
+                result.stderr = read_from_start(err_fd)
             return result
         finally:
             for sig, h in old_handlers.items():
@@ -1382,8 +1383,8 @@ class Container:
             res = Result(exit_code=_exit_code(status), name=self.name, id=self.id)
             res.pid = child
             if capture_output:
-                res.stdout = _slurp(out_fd)
-                res.stderr = _slurp(err_fd)
+                res.stdout = read_from_start(out_fd)
+                res.stderr = read_from_start(err_fd)
             return res
         finally:
             for fd in [f for f, _, _ in nsfds] + [rootfd, out_fd, err_fd, errr, errw]:
@@ -1552,12 +1553,3 @@ def _fileno(obj: StdioArg, default: int) -> int:
     return int(obj.fileno())
 
 
-def _slurp(fd: int) -> bytes:
-    os.lseek(fd, 0, os.SEEK_SET)
-    chunks = []
-    while True:
-        b = os.read(fd, 1 << 16)
-        if not b:
-            break
-        chunks.append(b)
-    return b"".join(chunks)

@@ -26,6 +26,8 @@ from __future__ import annotations
 import errno as _errno
 import os
 
+from pycontain.fdutil import read_from_start
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Tuple
@@ -232,14 +234,7 @@ def compile_bpf(cfg: Dict[str, Any]) -> bytes:
             rc = lib.seccomp_export_bpf(ctx, fd)
             if rc < 0:
                 raise SeccompError(f"seccomp_export_bpf: {_errno.errorcode.get(-rc, -rc)}")
-            os.lseek(fd, 0, os.SEEK_SET)
-            chunks = []
-            while True:
-                b = os.read(fd, 1 << 16)
-                if not b:
-                    break
-                chunks.append(b)
-            return b"".join(chunks)
+            return read_from_start(fd)
         finally:
             os.close(fd)
     finally:
