@@ -147,8 +147,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print("pyalloc + pycontain demo")
     print("========================")
     policies_side_by_side()
-    for name, fn in (("2. A real program under LD_PRELOAD=libpyalloc.so", preload_section),
-                     ("3. A container with limits and the allocator inside", container_section)):
+    sections = (("2. A real program under LD_PRELOAD=libpyalloc.so", preload_section),
+                ("3. Containers: limits, the allocator inside, an image, the OCI command line",
+                 container_section))
+    for name, fn in sections:
         skipped = fn()
         if skipped:
             section(name)

@@ -1,10 +1,17 @@
-"""The container part of `make demo`: a container with limits and the allocator inside, and an
-out-of-memory kill. Private state and storage roots in a temporary directory; nothing is left."""
+"""The container part of `make demo`: a container with limits and the allocator inside, an
+out-of-memory kill, an image imported and run, and the OCI command line's lifecycle. Private
+state and storage roots in a temporary directory; nothing is left."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+import sys
+import tarfile
 import tempfile
+import time
 from typing import Any, Callable, Dict, Optional
 
 WORKLOAD = r"""
@@ -42,7 +49,7 @@ def run(section: Callable[[str], None]) -> Optional[str]:
     except Exception:
         preload = None
 
-    section("3. A container with limits and the allocator inside (pycontain)")
+    section("3. Containers: limits and the allocator inside, an image, the OCI command line")
     with tempfile.TemporaryDirectory(prefix="pycontain-demo-") as tmp:
         roots = {"root": os.path.join(tmp, "state"), "storage": os.path.join(tmp, "storage")}
         opts: Dict[str, Any] = {"memory": "64M", "pids": 64, "cpus": 0.5, "hostname": "demo"}
@@ -65,4 +72,77 @@ def run(section: Callable[[str], None]) -> Optional[str]:
         hog = pycontain.run(["python3", "-c", HOG], memory="32M", capture_output=True, **roots)
         print(f"  exit code {hog.exit_code}, oom_killed={hog.oom_killed} "
               "(the kernel's OOM killer stopped it at the cgroup limit)")
+        busybox = shutil.which("busybox")
+        if busybox:
+            rootfs = _busybox_rootfs(tmp, busybox)
+            _image_part(pycontain, tmp, rootfs, roots)
+            _oci_part(tmp, rootfs)
+        else:
+            print("\n(busybox-static is not installed: image and OCI parts skipped)")
     return None
+
+
+def _busybox_rootfs(tmp: str, busybox: str) -> str:
+    rootfs = os.path.join(tmp, "rootfs")
+    os.makedirs(os.path.join(rootfs, "bin"))
+    for d in ("proc", "dev", "sys", "tmp", "etc"):
+        os.makedirs(os.path.join(rootfs, d))
+    shutil.copy2(busybox, os.path.join(rootfs, "bin", "busybox"))
+    for applet in ("sh", "ls", "cat", "echo", "hostname", "wc", "true", "ps"):
+        os.symlink("busybox", os.path.join(rootfs, "bin", applet))
+    with open(os.path.join(rootfs, "etc", "motd"), "w") as f:
+        f.write("hello from an imported image\n")
+    return rootfs
+
+
+def _image_part(pycontain: Any, tmp: str, rootfs: str, roots: Dict[str, str]) -> None:
+    from pycontain.layerstore import ImageStore
+
+    tar = os.path.join(tmp, "busybox-rootfs.tar")
+    with tarfile.open(tar, "w") as t:
+        t.add(rootfs, arcname=".")
+    print()
+    print("$ pycontain image import busybox-rootfs.tar --name demo/busybox:1")
+    store = ImageStore(roots["storage"], root=roots["root"])
+    img = store.import_image(tar, name="demo/busybox:1")
+    print(f"  {img.reference}: {len(img.layers)} layer, id {img.id[:19]}, {img.size:,} bytes")
+    print("$ pycontain run --rm --image demo/busybox:1 -- sh -c 'cat /etc/motd; ls /bin | wc -l'")
+    res = pycontain.run(["sh", "-c", "cat /etc/motd; ls /bin | wc -l"], image="demo/busybox:1",
+                        capture_output=True, **roots)
+    out = (res.stdout or b"").decode().split()
+    print(f"  {' '.join(out[:-1])} / {out[-1] if out else '?'} programs in /bin; "
+          f"exit code {res.exit_code}")
+    store.remove("demo/busybox:1")
+
+
+def _oci_part(tmp: str, rootfs: str) -> None:
+    """runc's command line, as podman or containerd drive it: create, start, state, delete."""
+    bundle = os.path.join(tmp, "bundle")
+    os.makedirs(bundle)
+    oci = [sys.executable, "-m", "pycontain.oci_cli", "--root", os.path.join(tmp, "oci")]
+    subprocess.run([*oci, "spec", "--bundle", bundle], check=True)
+    with open(os.path.join(bundle, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["root"]["path"] = rootfs
+    cfg["process"].update(terminal=False, args=["sh", "-c", "echo hello from pycontain-oci"])
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    print()
+    print("$ pycontain-oci create --bundle B demo; pycontain-oci state demo; "
+          "pycontain-oci start demo; ...")
+    subprocess.run([*oci, "create", "--bundle", bundle, "demo"], check=True,
+                   stdin=subprocess.DEVNULL)
+
+    def status() -> str:
+        state = subprocess.run([*oci, "state", "demo"], capture_output=True, check=True)
+        return str(json.loads(state.stdout)["status"])
+
+    before = status()
+    subprocess.run([*oci, "start", "demo"], check=True)
+    for _ in range(100):
+        after = status()
+        if after == "stopped":
+            break
+        time.sleep(0.02)
+    subprocess.run([*oci, "delete", "demo"], check=True)
+    print(f"  state after create: {before}; after start: {after}; deleted")
