@@ -33,15 +33,14 @@ from pycontain.container import (
     POLICIES,
     Container,
     ContainerError,
-    Launch,
     Runtime,
     _destroy,
-    _run_hooks,
     _signal_pid,
     _wait_dead,
     add_preload,
     parse_signal,
 )
+from pycontain.process import Launch, _run_hooks
 from pycontain.spec import DEFAULT_DEVICE_RULES, Spec
 from pycontain.state import StateDir, StateError, alive, list_names, proc_start_time, valid_name
 
