@@ -19,6 +19,8 @@ from typing import Dict, Iterator, List, Optional, Set
 
 import pytest
 
+from tests.busybox import make_busybox_root
+
 ROOT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IS_ROOT = os.geteuid() == 0
 
@@ -133,15 +135,7 @@ def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> str:
     if not os.path.exists(BUSYBOX):
         pytest.skip("busybox-static is not installed")
     root = str(tmp_path_factory.mktemp("busybox") / "rootfs")
-    for d in ("bin", "proc", "dev", "sys", "tmp", "etc", "root", "data"):
-        os.makedirs(os.path.join(root, d))
-    shutil.copy2(BUSYBOX, os.path.join(root, "bin", "busybox"))
-    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True).stdout.split()
-    for a in applets:
-        if a != "busybox":
-            os.symlink("busybox", os.path.join(root, "bin", a))
-    with open(os.path.join(root, "etc", "passwd"), "w") as f:
-        f.write("root:x:0:0:root:/root:/bin/sh\n")
+    make_busybox_root(root, files={"etc/passwd": "root:x:0:0:root:/root:/bin/sh\n"})
     return root
 
 

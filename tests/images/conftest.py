@@ -27,6 +27,8 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
+from tests.busybox import make_busybox_root
+
 ROOT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if ROOT_DIR not in sys.path:
     sys.path.insert(0, ROOT_DIR)
@@ -125,20 +127,11 @@ def merged_tree(layers: List[str], tmp: str) -> Dict[str, Tuple]:
 
 
 def make_busybox_rootfs(root: str) -> None:
-    for d in ("bin", "etc", "data/opaque", "data/kept", "tmp", "root"):
-        os.makedirs(os.path.join(root, d), exist_ok=True)
-    shutil.copy2(BUSYBOX, os.path.join(root, "bin", "busybox"))
-    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True).stdout.split()
-    for a in applets:
-        if a != "busybox":
-            os.symlink("busybox", os.path.join(root, "bin", a))
     files = {"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n",
              "etc/gone": "to be deleted\n", "etc/hard1": "hardlinked\n",
              "data/opaque/old1": "old1\n", "data/opaque/old2": "old2\n",
              "data/kept/z": "z\n", "bin/suid": "#!/bin/sh\n"}
-    for rel, text in files.items():
-        with open(os.path.join(root, rel), "w") as f:
-            f.write(text)
+    make_busybox_root(root, ("bin", "etc", "data/opaque", "data/kept", "tmp", "root"), files)
     os.link(os.path.join(root, "etc/hard1"), os.path.join(root, "etc/hard2"))
     os.chmod(os.path.join(root, "bin/suid"), 0o4755)
     os.chown(os.path.join(root, "data/kept/z"), 1000, 1000)

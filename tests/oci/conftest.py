@@ -23,6 +23,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
+from tests.busybox import make_busybox_root
+
 ROOT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IS_ROOT = os.geteuid() == 0
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
@@ -59,17 +61,9 @@ pytestmark = [pytest.mark.root]
 
 
 def make_rootfs(root: str) -> None:
-    for d in ("bin", "proc", "dev", "sys", "tmp", "etc", "root", "data"):
-        os.makedirs(os.path.join(root, d), exist_ok=True)
-    shutil.copy2(BUSYBOX, os.path.join(root, "bin", "busybox"))
-    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True).stdout.split()
-    for a in applets:
-        if a != "busybox":
-            os.symlink("busybox", os.path.join(root, "bin", a))
-    with open(os.path.join(root, "etc", "passwd"), "w") as f:
-        f.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n")
-    with open(os.path.join(root, "etc", "group"), "w") as f:
-        f.write("root:x:0:\ntty:x:5:\nnogroup:x:65534:\n")
+    make_busybox_root(root, files={
+        "etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+        "etc/group": "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n"})
 
 
 @pytest.fixture(scope="session")
