@@ -542,11 +542,11 @@ static void mcache_flush(pa_arena *ar)
     ar->mcache_bytes = 0;
 }
 
-static void *pool_alloc_in(pa_arena *ar, size_t n, size_t align, size_t *usable)
+static void *pool_alloc_in(pa_arena *ar, size_t n, size_t align, size_t *usable, int exact)
 {
     void *p = NULL;
     int mc = -1;
-    if (pa_g.tcache && n > PA_SMALL_MAX && n <= PA_MEDIUM_MAX && align <= PA_ALIGN) {
+    if (pa_g.tcache && !exact && n > PA_SMALL_MAX && n <= PA_MEDIUM_MAX && align <= PA_ALIGN) {
         mc = (int)mclass_of(n);
         n = mclass_size((unsigned)mc);
     }
@@ -586,10 +586,34 @@ static void *pool_alloc_in(pa_arena *ar, size_t n, size_t align, size_t *usable)
     return p;
 }
 
-static void *route_alloc(pa_tcache *t, size_t n, size_t align, int *kind, size_t *usable)
+/* Growth by realloc. A block that realloc must move to a larger size tends to grow again:
+ * above PA_GROW_POOL_MIN bytes it moves to the pool at its own size rather than to a size
+ * class, so that it can later grow in place and the blocks it leaves behind coalesce with
+ * their neighbours (size classes cannot reuse a freed 1 KiB block for a 2 KiB request; this
+ * is what kept the peak RSS of realloc-heavy programs well above glibc's). A small step
+ * (less than an eighth of the block, as in appending to a string) gets an eighth more room,
+ * so that the next steps need no call into the pool; a program that doubles its buffers
+ * manages its own capacity and gets none. */
+#ifndef PA_GROW_POOL_MIN
+#define PA_GROW_POOL_MIN 256
+#endif
+#define PA_GROW_SLACK_MAX ((size_t)64 << 10)
+static inline size_t grow_target(size_t old, size_t n)
+{
+    if (n - old < old / 8 && n <= PA_GROW_SLACK_MAX)
+        return n + n / 8;
+    return n;
+}
+
+/* grow_from: the usable size of the block that a realloc is moving, 0 for other requests. */
+static void *route_alloc(pa_tcache *t, size_t n, size_t align, int *kind, size_t *usable,
+                         size_t grow_from)
 {
     void *p;
-    if (pa_g.tcache && n <= PA_SMALL_MAX && align <= PA_SMALL_MAX && pa_g.small_size) {
+    int grow = pa_g.tcache && grow_from && n > grow_from && n > PA_GROW_POOL_MIN;
+    if (grow)
+        n = grow_target(grow_from, n);
+    if (pa_g.tcache && !grow && n <= PA_SMALL_MAX && align <= PA_SMALL_MAX && pa_g.small_size) {
         unsigned c = pa_class_of(n);
         while (c < (unsigned)pa_g.nclasses && (pa_g.cls_size[c] & (align - 1)))
             c++;
@@ -604,11 +628,11 @@ static void *route_alloc(pa_tcache *t, size_t n, size_t align, int *kind, size_t
         }
     }
     if (n < pa_g.huge_min && align <= PA_MAX_ALIGN) {
-        p = pool_alloc_in(&pa_g.arenas[t->arena], n, align, usable);
+        p = pool_alloc_in(&pa_g.arenas[t->arena], n, align, usable, grow);
         if (!p) /* that pool is full: try the others before mmap */
             for (int a = 0; a < pa_g.narenas && !p; a++)
                 if (a != t->arena)
-                    p = pool_alloc_in(&pa_g.arenas[a], n, align, usable);
+                    p = pool_alloc_in(&pa_g.arenas[a], n, align, usable, grow);
         if (p) {
             *kind = KIND_POOL;
             return p;
@@ -679,7 +703,7 @@ static size_t route_usable(const void *p)
 static void *realloc_move(pa_tcache *t, void *p, size_t old_usable, size_t n, size_t *new_usable)
 {
     int kind;
-    void *q = route_alloc(t, n, PA_ALIGN, &kind, new_usable);
+    void *q = route_alloc(t, n, PA_ALIGN, &kind, new_usable, old_usable);
     if (!q)
         return NULL;
     memcpy(q, p, old_usable < n ? old_usable : n);
@@ -716,8 +740,11 @@ static void *route_realloc(pa_tcache *t, void *p, size_t n, size_t *old_usable,
         }
         *old_usable = u;
         void *q = NULL;
-        if (n < pa_g.huge_min) {
-            q = pa_pool_realloc(ar->pool, p, n);
+        if (pa_g.tcache && n <= u && n > u / 2) {
+            q = p; /* still fits: keep the slack for the next growth */
+            *new_usable = u;
+        } else if (n < pa_g.huge_min) {
+            q = pa_pool_realloc(ar->pool, p, pa_g.tcache && n > u ? grow_target(u, n) : n);
             if (q)
                 *new_usable = pa_pool_usable_size(ar->pool, q);
         }
@@ -732,7 +759,7 @@ static void *route_realloc(pa_tcache *t, void *p, size_t n, size_t *old_usable,
         size_t u = boot_size(p);
         *old_usable = 0; /* boot blocks are not in the statistics */
         int kind;
-        void *q = route_alloc(t, n, PA_ALIGN, &kind, new_usable);
+        void *q = route_alloc(t, n, PA_ALIGN, &kind, new_usable, 0);
         if (q)
             memcpy(q, p, u < n ? u : n);
         return q;
@@ -774,7 +801,7 @@ static void *alloc_slow(pa_tcache *t, size_t n, size_t align, int op, int zero)
     size_t usable = 0;
     if (pa_g.trace)
         pa_trace_lock();
-    void *p = route_alloc(t, n, align, &kind, pa_g.stats ? &usable : NULL);
+    void *p = route_alloc(t, n, align, &kind, pa_g.stats ? &usable : NULL, 0);
     if (p && zero && kind != KIND_HUGE)
         memset(p, 0, kind == KIND_SMALL ? pa_g.cls_size[pa_class_of(n)] : n);
     if (pa_g.trace) {

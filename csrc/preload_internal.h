@@ -2,7 +2,7 @@
  *
  * Request routing (see docs/preload.md for the reasons behind each number):
  *   n <= PA_SMALL_MAX        size classes: per-thread caches (TLS, initial-exec), refilled in
- *                            batches from 64 KiB spans owned by an arena (preload_small.c)
+ *                            batches from 16 KiB spans owned by an arena (preload_small.c)
  *   n <  g.huge_min          the arena's pa_pool, with the configured policy (preload.c)
  *   n >= g.huge_min          mmap / mremap / munmap, with a registry (preload_huge.c)
  * With PYALLOC_TCACHE=0 the first row is skipped: small requests go to the pools too.
@@ -33,7 +33,9 @@
 #define PA_SMALL_MAX 4096             /* largest size served by the size classes */
 #endif
 #define PA_NCLASSES_MAX 40
-#define PA_SPAN_SHIFT 16              /* 64 KiB spans */
+#ifndef PA_SPAN_SHIFT
+#define PA_SPAN_SHIFT 14              /* 16 KiB spans (see docs/preload.md) */
+#endif
 #define PA_SPAN_SIZE ((size_t)1 << PA_SPAN_SHIFT)
 #define PA_MAX_ARENAS 16
 #define PA_DEFAULT_HUGE ((size_t)1 << 20)   /* initial mmap threshold */

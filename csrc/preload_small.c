@@ -1,10 +1,12 @@
 /* preload_small.c - size classes, spans and per-thread caches of libpyalloc.so.
  *
- * A span is 64 KiB of one size class, owned by one arena. All spans of all arenas live in a
+ * A span is 16 KiB of one size class, owned by one arena. All spans of all arenas live in a
  * single reserved region (arena k owns the k-th slice), and their metadata lives in a side
- * table indexed by (address - region base) >> 16, so the owner and class of a small block
- * come from its address alone, user memory never holds allocator metadata except the two
- * link words of a free block, and an empty span's pages can be given back whole.
+ * table indexed by (address - region base) >> PA_SPAN_SHIFT, so the owner and class of a
+ * small block come from its address alone, user memory never holds allocator metadata
+ * except the two link words of a free block, and an empty span's pages can be given back
+ * whole. 16 KiB rather than 64: every class in use holds one partly used span per arena,
+ * which is most of the memory of a small program (docs/preload.md).
  *
  * Blocks reach a thread in batches (one lock round trip per batch) and go back to their
  * owning arena in batches when a cache bin overflows or the thread exits, whichever thread
@@ -20,7 +22,7 @@
 #include "preload_internal.h"
 
 #ifndef DIRTY_MAX
-#define DIRTY_MAX 16 /* empty spans per arena kept mapped for reuse (1 MiB) */
+#define DIRTY_MAX 16 /* empty spans per arena kept mapped for reuse (256 KiB) */
 #endif
 
 /* ---------------------------------------------------------------------------------------- */

@@ -270,6 +270,36 @@ static void test_realloc(void)
     }
     CHECK(ok, "stepwise realloc growth");
     v_free(v);
+
+    /* Interleaved appends of a few bytes to many strings (blocks that move out of the size
+     * classes as they grow, and then grow in place or move again), with a shrink now and
+     * then: every byte written must still be there, and malloc_usable_size must cover it. */
+    enum { NSTR = 64 };
+    unsigned char *str[NSTR] = {0};
+    size_t slen[NSTR] = {0};
+    uint64_t r = 12345;
+    ok = 1;
+    for (int k = 0; k < 20000 && ok; k++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        int i = (int)((r >> 33) % NSTR);
+        size_t add = 1 + (size_t)((r >> 20) % 40);
+        size_t n = (r >> 40) % 97 == 0 ? slen[i] / 3 + 1 : slen[i] + add;
+        unsigned char *q = v_realloc(str[i], n);
+        if (!q || malloc_usable_size(q) < n) {
+            ok = 0;
+            break;
+        }
+        size_t keep = slen[i] < n ? slen[i] : n;
+        for (size_t j = 0; j < keep && ok; j++)
+            ok = q[j] == (unsigned char)(j * 7 + (size_t)i);
+        for (size_t j = keep; j < n; j++)
+            q[j] = (unsigned char)(j * 7 + (size_t)i);
+        str[i] = q;
+        slen[i] = n;
+    }
+    CHECK(ok, "interleaved string appends by realloc");
+    for (int i = 0; i < NSTR; i++)
+        v_free(str[i]);
 }
 
 static void test_reallocarray(void)
