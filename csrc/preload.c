@@ -380,7 +380,7 @@ void pa_init_slow(void)
     }
     pa_g.key = key | 1; /* odd: never a valid pointer */
     pa_g.pool_trim = pool_trim_for(pa_g.huge_min);
-    for (int a = 0; a < PA_MAX_ARENAS; a++)
+    for (int a = 0; a < pa_g.narenas; a++)
         pthread_mutex_init(&pa_g.arenas[a].pool_lock, NULL);
     pa_small_setup();
     if (pthread_key_create(&pa_g.tkey, thread_exit) != 0)

@@ -59,7 +59,7 @@ void pa_small_setup(void)
         pa_g.cls_batch[i] = batch;
         pa_g.cls_max[i] = 2 * batch;
     }
-    for (int a = 0; a < PA_MAX_ARENAS; a++) {
+    for (int a = 0; a < pa_g.narenas; a++) {
         for (int i = 0; i < PA_NCLASSES_MAX; i++)
             pthread_mutex_init(&pa_g.arenas[a].cls[i].lock, NULL);
         pthread_mutex_init(&pa_g.arenas[a].span_lock, NULL);

@@ -4,12 +4,39 @@
  * receives from the previous thread. With T = 1 the thread sends to itself; with T >= 2
  * every free is a cross-thread free. Every thread moves the same number of messages, so the
  * throughput (messages per second) of T threads is ideally T times that of one thread.
- *   prodcons [threads=2] [messages per thread=3000000] */
+ *   prodcons [threads=2] [messages per thread=3000000]
+ *
+ * Built with -DPRODCONS_IDEAL, malloc and free are replaced by a free-of-charge allocator (a
+ * thread-local LIFO of 1 KiB slots: no lock, no metadata, every freed message reused by the
+ * thread that freed it). Its 2-thread/1-thread ratio is the most that any allocator can reach
+ * on this workload and machine: with one thread every message stays in one core's cache, with
+ * two every message crosses cores. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 
 #include "common.h"
+
+#ifdef PRODCONS_IDEAL
+static __thread void *stack_top;
+static void *msg_alloc(size_t n)
+{
+    (void)n;
+    void **p = stack_top;
+    if (!p)
+        return malloc(1024);
+    stack_top = *p;
+    return p;
+}
+static void msg_free(void *p)
+{
+    *(void **)p = stack_top;
+    stack_top = p;
+}
+#else
+#define msg_alloc malloc
+#define msg_free free
+#endif
 
 #define QCAP 1024
 #define BATCH 64
@@ -35,7 +62,7 @@ static void *run(void *arg)
         size_t room = QCAP - (t - atomic_load_explicit(&out->head, memory_order_acquire));
         for (int i = 0; i < BATCH && room && sent < per_thread; i++, room--, sent++, t++) {
             size_t n = 32 + (size_t)(rng_next(&s) % 993);
-            unsigned char *m = malloc(n);
+            unsigned char *m = msg_alloc(n);
             m[0] = (unsigned char)n;
             m[n - 1] = 7;
             out->slot[t % QCAP] = m;
@@ -47,7 +74,7 @@ static void *run(void *arg)
         for (int i = 0; i < BATCH && avail; i++, avail--, got++, h++) {
             unsigned char *m = in->slot[h % QCAP];
             sum += m[0];
-            free(m);
+            msg_free(m);
             progress = 1;
         }
         atomic_store_explicit(&in->head, h, memory_order_release);
