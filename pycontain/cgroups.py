@@ -1,10 +1,12 @@
 """Cgroups: one interface, a v1 driver and a v2 driver, chosen from what the machine mounts.
 
 ``detect()`` reads /proc/self/mountinfo: cgroup2 mounted at /sys/fs/cgroup means the unified
-hierarchy (v2); otherwise the v1 controllers are used (memory, pids, cpu, cpuacct, devices and,
-when asked for, cpuset), each under its own mount; a cgroup2 tree mounted elsewhere is used only
-if it offers the memory controller. Every cgroup the runtime creates lives under one parent
-(``pycontain`` by default) of each hierarchy; nothing else is ever written or removed.
+hierarchy (v2); otherwise the v1 controllers are used (memory, pids, cpu, cpuacct, devices,
+freezer and, when asked for, cpuset), each under its own mount; a cgroup2 tree mounted
+elsewhere is used only if it offers the memory controller. Every cgroup the runtime creates
+lives under one parent (``pycontain`` by default) of each hierarchy; nothing else is ever
+written or removed. Containers can be frozen (pause) and their limits changed while they run
+(update).
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from pycontain.spec import Resources
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 DEFAULT_PARENT = "pycontain"
-V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "devices")
+V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "devices", "freezer")
 V2_CONTROLLERS = ("memory", "pids", "cpu")
 
 
@@ -115,6 +117,41 @@ def _signal_members(pids: List[int], sig: int, rel: str) -> int:
     return sent
 
 
+class Limits:
+    """New values for Cgroup.update(); None keeps the current value. Memory and pids: a
+    value <= 0 means unlimited; memory_swap is memory plus swap, as in OCI (-1: unlimited
+    swap); cpu_quota (microseconds per cpu_period): <= 0 means unlimited."""
+
+    def __init__(self, memory: Optional[int] = None, memory_swap: Optional[int] = None,
+                 pids: Optional[int] = None, cpu_quota: Optional[int] = None,
+                 cpu_period: Optional[int] = None, cpu_shares: Optional[int] = None,
+                 cpuset_cpus: Optional[str] = None, cpuset_mems: Optional[str] = None) -> None:
+        self.memory = memory
+        self.memory_swap = memory_swap
+        self.pids = pids
+        self.cpu_quota = cpu_quota
+        self.cpu_period = cpu_period
+        self.cpu_shares = cpu_shares
+        self.cpuset_cpus = cpuset_cpus
+        self.cpuset_mems = cpuset_mems
+
+    def empty(self) -> bool:
+        return all(v is None for v in vars(self).values())
+
+
+def _shares_to_weight(shares: int) -> int:
+    """The usual conversion from v1 cpu shares (2..262144) to v2 cpu.weight (1..10000)."""
+    weight = 1 + ((shares - 2) * 9999) // 262142
+    return max(1, min(weight, 10000))
+
+
+def _need(path: Optional[str], what: str) -> str:
+    if path is None or not os.path.exists(path):
+        name = os.path.basename(path or what)
+        raise CgroupError(f"cannot set {what}: the container's cgroup has no {name}")
+    return path
+
+
 class Cgroup:
     """One container's cgroup (possibly one directory per v1 controller)."""
 
@@ -153,6 +190,46 @@ class Cgroup:
 
     def kill_all(self, sig: int = signal.SIGKILL) -> None:
         _signal_members(self.pids(), sig, "/" + self.rel)
+        if sig == signal.SIGKILL:
+            self._thaw_after_signal()  # a frozen process dies only once thawed
+
+    def _thaw_after_signal(self) -> None:
+        """A frozen process acts on a signal only once thawed: thaw a frozen cgroup whose
+        members were just signalled, so that the signal is delivered."""
+        try:
+            if self.frozen():
+                self.thaw()
+        except (CgroupError, OSError):
+            pass
+
+    # -- freezing ------------------------------------------------------------------------
+    def freeze(self, timeout: float = 5.0) -> None:
+        """Stop every process of the cgroup where it is, until thaw()."""
+        raise NotImplementedError
+
+    def thaw(self) -> None:
+        raise NotImplementedError
+
+    def frozen(self) -> bool:
+        raise NotImplementedError
+
+    def _freeze_wait(self, done: Callable[[], bool], undo: Callable[[], None],
+                     timeout: float, retry: Optional[Callable[[], None]] = None) -> None:
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while not done():
+            if time.monotonic() > deadline:
+                undo()
+                raise CgroupError(f"cgroup {self.rel} did not freeze within {timeout:g}s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+            if retry is not None:
+                retry()
+
+    # -- live limits ---------------------------------------------------------------------
+    def update(self, limits: Limits) -> None:
+        """Change the limits of a live cgroup; fields left None keep their value."""
+        raise NotImplementedError
 
     def remove(self, timeout: float = 10.0) -> None:
         """Kill whatever is left and remove every directory, retrying until empty."""
@@ -248,6 +325,73 @@ class CgroupV1(Cgroup):
             s["cpu_throttled_usec"] = None if tt is None else tt // 1000
         return s
 
+    def _freezer_state(self) -> str:
+        f = self._f("freezer", "freezer.state")
+        if f is None:
+            raise CgroupError("cannot pause: the container has no freezer cgroup (the freezer "
+                              "controller is not mounted, or it was created without one)")
+        return f
+
+    def freeze(self, timeout: float = 5.0) -> None:
+        f = self._freezer_state()
+        _write(f, "FROZEN")
+        # FREEZING until every task has stopped; writing FROZEN again moves stragglers on.
+        self._freeze_wait(lambda: _read(f).strip() == "FROZEN", lambda: _write(f, "THAWED"),
+                          timeout, retry=lambda: _write(f, "FROZEN"))
+
+    def thaw(self) -> None:
+        _write(self._freezer_state(), "THAWED")
+
+    def frozen(self) -> bool:
+        f = self._f("freezer", "freezer.state")
+        try:
+            return f is not None and _read(f).strip() != "THAWED"
+        except OSError:
+            return False
+
+    def update(self, limits: Limits) -> None:
+        mem = self.paths.get("memory")
+        if limits.memory is not None or limits.memory_swap is not None:
+            lim = _need(mem and os.path.join(mem, "memory.limit_in_bytes"), "memory")
+            memsw = os.path.join(os.path.dirname(lim), "memory.memsw.limit_in_bytes")
+            cur = _read_int(lim)
+            new = cur if limits.memory is None else (limits.memory if limits.memory > 0 else -1)
+            writes = [] if limits.memory is None else [(lim, str(new))]
+            if os.path.exists(memsw):
+                cur_sw = _read_int(memsw)
+                sw: Optional[int] = None
+                if limits.memory_swap is not None:
+                    sw = -1 if limits.memory_swap < 0 or new == -1 else max(limits.memory_swap,
+                                                                            new or 0)
+                elif limits.memory is not None and cur_sw == cur:
+                    sw = new  # it had no swap: keep it so
+                if sw is not None:
+                    # The kernel wants memory <= memory+swap after every write: raise the
+                    # memory+swap limit first, lower it last.
+                    grow = sw == -1 or cur_sw is None or sw > cur_sw
+                    step = (memsw, str(sw))
+                    writes = [step, *writes] if grow else [*writes, step]
+            elif limits.memory_swap is not None and limits.memory_swap != limits.memory:
+                raise CgroupError("cannot set memory_swap: this kernel does not account swap "
+                                  "(no memory.memsw.limit_in_bytes)")
+            for path, value in writes:
+                _write(path, value)
+        if limits.pids is not None:
+            _write(_need(self._f("pids", "pids.max"), "pids"),
+                   str(limits.pids) if limits.pids > 0 else "max")
+        if limits.cpu_period is not None:
+            _write(_need(self._f("cpu", "cpu.cfs_period_us"), "cpu period"),
+                   str(limits.cpu_period))
+        if limits.cpu_quota is not None:
+            _write(_need(self._f("cpu", "cpu.cfs_quota_us"), "cpu quota"),
+                   str(limits.cpu_quota) if limits.cpu_quota > 0 else "-1")
+        if limits.cpu_shares is not None:
+            _write(_need(self._f("cpu", "cpu.shares"), "cpu shares"), str(limits.cpu_shares))
+        for value, name in ((limits.cpuset_cpus, "cpuset.cpus"),
+                            (limits.cpuset_mems, "cpuset.mems")):
+            if value is not None:
+                _write(_need(self._f("cpuset", name), name), value)
+
     def to_dict(self) -> Dict[str, Any]:
         return {"version": 1, "rel": self.rel, "paths": dict(self.paths)}
 
@@ -297,6 +441,54 @@ class CgroupV2(Cgroup):
             except CgroupError:
                 pass
         super().kill_all(sig)
+
+    def freeze(self, timeout: float = 5.0) -> None:
+        f = os.path.join(self.path, "cgroup.freeze")
+        if not os.path.exists(f):
+            raise CgroupError("cannot pause: the kernel's cgroup2 has no cgroup.freeze "
+                              "(Linux 5.2 or later)")
+        _write(f, "1")
+        events = os.path.join(self.path, "cgroup.events")
+        self._freeze_wait(lambda: _read_keyed(events).get("frozen") == 1,
+                          lambda: _write(f, "0"), timeout)
+
+    def thaw(self) -> None:
+        f = os.path.join(self.path, "cgroup.freeze")
+        if os.path.exists(f):
+            _write(f, "0")
+
+    def frozen(self) -> bool:
+        return _read_int(os.path.join(self.path, "cgroup.freeze")) == 1
+
+    def update(self, limits: Limits) -> None:
+        p = self.path
+        if limits.memory is not None:
+            _write(_need(os.path.join(p, "memory.max"), "memory"),
+                   str(limits.memory) if limits.memory > 0 else "max")
+        if limits.memory_swap is not None:
+            mem = _read_int(os.path.join(p, "memory.max"))
+            if limits.memory_swap < 0 or mem is None:
+                swap = "max"
+            else:
+                swap = str(max(limits.memory_swap - mem, 0))
+            _write(_need(os.path.join(p, "memory.swap.max"), "memory_swap"), swap)
+        if limits.pids is not None:
+            _write(_need(os.path.join(p, "pids.max"), "pids"),
+                   str(limits.pids) if limits.pids > 0 else "max")
+        if limits.cpu_quota is not None or limits.cpu_period is not None:
+            f = _need(os.path.join(p, "cpu.max"), "cpu quota")
+            cur = _read(f).split()
+            quota = cur[0] if limits.cpu_quota is None else (
+                str(limits.cpu_quota) if limits.cpu_quota > 0 else "max")
+            period = str(limits.cpu_period) if limits.cpu_period else cur[1]
+            _write(f, f"{quota} {period}")
+        if limits.cpu_shares is not None:
+            _write(_need(os.path.join(p, "cpu.weight"), "cpu shares"),
+                   str(_shares_to_weight(limits.cpu_shares)))
+        for value, name in ((limits.cpuset_cpus, "cpuset.cpus"),
+                            (limits.cpuset_mems, "cpuset.mems")):
+            if value is not None:
+                _write(_need(os.path.join(p, name), name), value)
 
     def to_dict(self) -> Dict[str, Any]:
         return {"version": 2, "rel": self.rel, "path": self.path}
@@ -552,9 +744,7 @@ class V2Driver(Driver):
         if r.cpu_quota is not None:
             _write(os.path.join(path, "cpu.max"), f"{r.cpu_quota} {r.cpu_period or 100000}")
         if r.cpu_shares is not None:
-            # The usual conversion from v1 shares (2..262144) to v2 weight (1..10000).
-            weight = 1 + ((r.cpu_shares - 2) * 9999) // 262142
-            _write(os.path.join(path, "cpu.weight"), str(max(1, min(weight, 10000))))
+            _write(os.path.join(path, "cpu.weight"), str(_shares_to_weight(r.cpu_shares)))
         if r.cpuset_cpus:
             _write(os.path.join(path, "cpuset.cpus"), r.cpuset_cpus)
         if r.cpuset_mems:

@@ -14,7 +14,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional
 
-NEEDS_ROOT = {"run", "exec", "kill", "stop", "rm"}
+NEEDS_ROOT = {"run", "exec", "kill", "stop", "rm", "pause", "unpause", "update"}
 
 
 class _Args:
@@ -100,6 +100,27 @@ def _parser(only: Optional[str] = None) -> Any:
         rm.add_argument("-f", "--force", action="store_true", help="kill running containers first")
         rm.add_argument("name", nargs="+")
 
+    if only in (None, "pause"):
+        pa = sub.add_parser("pause", parents=[common],
+                            help="freeze every process of containers (cgroup freezer)")
+        pa.add_argument("name", nargs="+")
+
+    if only in (None, "unpause"):
+        up = sub.add_parser("unpause", parents=[common], help="resume paused containers")
+        up.add_argument("name", nargs="+")
+
+    if only in (None, "update"):
+        u = sub.add_parser("update", parents=[common],
+                           help="change the limits of running containers")
+        u.add_argument("-m", "--memory", help="memory limit, e.g. 256M (-1: unlimited)")
+        u.add_argument("--memory-swap", help="memory+swap limit (-1: unlimited swap)")
+        u.add_argument("--pids", help="maximum number of processes (-1: unlimited)")
+        u.add_argument("--cpus", help="CPU quota in CPUs (0: unlimited)")
+        u.add_argument("--cpu-shares", help="relative CPU weight (v1 shares, 2-262144)")
+        u.add_argument("--cpuset-cpus", help="CPUs the container may use, e.g. 0-1")
+        u.add_argument("--cpuset-mems", help="memory nodes the container may use")
+        u.add_argument("name", nargs="+")
+
     if only in (None, "inspect"):
         ins = sub.add_parser("inspect", parents=[common], help="JSON state of a container")
         ins.add_argument("name", nargs="+")
@@ -169,7 +190,7 @@ def cmd_ps(args: Any) -> int:
             info = c.inspect()
         except Exception:  # removed meanwhile
             continue
-        if not args.all and info["state"] not in ("running", "created"):
+        if not args.all and info["state"] not in ("running", "created", "paused"):
             continue
         rows.append(info)
     if args.json:
@@ -224,6 +245,32 @@ def cmd_rm(args: Any) -> int:
     return 0
 
 
+def cmd_pause(args: Any) -> int:
+    rt = _runtime(args)
+    for name in args.name:
+        rt.get(name).pause()
+        print(name)
+    return 0
+
+
+def cmd_unpause(args: Any) -> int:
+    rt = _runtime(args)
+    for name in args.name:
+        rt.get(name).resume()
+        print(name)
+    return 0
+
+
+def cmd_update(args: Any) -> int:
+    rt = _runtime(args)
+    for name in args.name:
+        rt.get(name).update(args.memory, args.pids, args.cpus, memory_swap=args.memory_swap,
+                            cpu_shares=args.cpu_shares, cpuset_cpus=args.cpuset_cpus,
+                            cpuset_mems=args.cpuset_mems)
+        print(name)
+    return 0
+
+
 def cmd_inspect(args: Any) -> int:
     import json
 
@@ -250,6 +297,7 @@ def cmd_image(args: Any) -> int:
 COMMANDS = {
     "run": cmd_run, "exec": cmd_exec, "ps": cmd_ps, "logs": cmd_logs, "kill": cmd_kill,
     "stop": cmd_stop, "rm": cmd_rm, "inspect": cmd_inspect, "image": cmd_image, "commit": cmd_image,
+    "pause": cmd_pause, "unpause": cmd_unpause, "update": cmd_update,
 }
 
 

@@ -36,7 +36,7 @@ from pycontain.state import StateDir, StateError, alive, iter_states, list_names
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
 
     Size = Union[int, str, None]
     StdioArg = Union[int, Any, None]
@@ -123,6 +123,37 @@ def parse_cpus(value: Union[float, str, None]) -> Optional[float]:
     if not cpus > 0 or cpus > 1024:
         raise ContainerError(f"invalid --cpus value: {value!r} (must be > 0)")
     return cpus
+
+
+def _size_or_unlimited(value: Size, what: str) -> int:
+    """parse_size, or -1 (unlimited) for -1 / "-1" / "unlimited" / "max"."""
+    if isinstance(value, str) and value.strip().lower() in ("-1", "unlimited", "max"):
+        return -1
+    if isinstance(value, int) and not isinstance(value, bool) and value == -1:
+        return -1
+    return int(parse_size(value, what) or 0)
+
+
+def _int_arg(value: Union[int, str], what: str) -> int:
+    """An integer argument; -1, "unlimited" or "max" mean unlimited (-1)."""
+    if isinstance(value, str) and value.strip().lower() in ("unlimited", "max"):
+        return -1
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ContainerError(f"invalid {what}: {value!r} (expected an integer)") from None
+    if n == 0 or n < -1:
+        raise ContainerError(f"invalid {what}: {value!r} (a positive number, or -1)")
+    return n
+
+
+def _cpus_arg(value: Union[float, str]) -> float:
+    """update's cpus: a number of CPUs, 0 for no limit."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+        return 0.0
+    if isinstance(value, str) and value.strip() in ("0", "0.0"):
+        return 0.0
+    return float(parse_cpus(value) or 0.0)
 
 
 def parse_volume(spec: str) -> Mount:
@@ -349,11 +380,7 @@ class Runtime:
             with sdir.lock():
                 sdir.write(state)
         except BaseException as e:
-            _destroy(sdir, cg, cdir)
-            if isinstance(e, cgroups.CgroupError):
-                raise ContainerError(str(e)) from None
-            if isinstance(e, OSError):
-                raise ContainerError(f"cannot create container: {e}") from None
+            _undo_create(e, ContainerError, sdir, cg, cdir)
             raise
         c = Container(self, name)
         c._spec = spec
@@ -401,6 +428,18 @@ def _build_env(image_env: Sequence[str], hostname: str,
             continue
         env[k] = maybe
     return [f"{k}={v}" for k, v in env.items()]
+
+
+def _undo_create(e: BaseException, error: Type[Exception], sdir: StateDir,
+                 cg: Optional[cgroups.Cgroup], cdir: Optional[str]) -> None:
+    """A container's creation failed with ``e``: remove what it had made, and raise ``error``
+    with a one-line message for the failures a user can act on (the caller re-raises the
+    others as they are)."""
+    _destroy(sdir, cg, cdir)
+    if isinstance(e, cgroups.CgroupError):
+        raise error(str(e)) from None
+    if isinstance(e, OSError):
+        raise error(f"cannot create container: {e}") from None
 
 
 def _destroy(sdir: StateDir, cg: Optional[cgroups.Cgroup], cdir: Optional[str]) -> None:
@@ -529,7 +568,19 @@ class Container:
 
     @property
     def status(self) -> str:
-        return self._live_status(self.state())
+        """created, running, paused or stopped."""
+        s = self.state()
+        return self._paused_status(s, self._live_status(s))
+
+    @staticmethod
+    def _paused_status(s: Dict[str, Any], status: str) -> str:
+        if status == "running" and s.get("cgroup"):
+            try:
+                if cgroups.from_dict(s["cgroup"]).frozen():
+                    return "paused"
+            except (cgroups.CgroupError, OSError, KeyError):
+                pass
+        return status
 
     def is_running(self) -> bool:
         s = self.state()
@@ -833,9 +884,77 @@ class Container:
         return s
 
     def kill(self, sig: Union[int, str] = signal.SIGKILL) -> None:
+        """Send a signal to the container's main process; a paused container is resumed so
+        that the signal is delivered (as docker does)."""
         signum = parse_signal(sig)
         s = self._require_running()
         _signal_pid(int(s["pid"]), s.get("pid_start"), signum)
+        self._thaw_quietly(s)
+
+    def _thaw_quietly(self, s: Dict[str, Any]) -> None:
+        if s.get("cgroup"):
+            cgroups.from_dict(s["cgroup"])._thaw_after_signal()
+
+    # -- pause and live limits -----------------------------------------------------------------
+    def pause(self) -> None:
+        """Freeze every process of the container (cgroup freezer) until resume()."""
+        s = self._require_running()
+        cg = cgroups.from_dict(s["cgroup"])
+        try:
+            if not cg.frozen():
+                cg.freeze()
+        except cgroups.CgroupError as e:
+            raise ContainerError(f"cannot pause container {self.name}: {e}") from None
+
+    def resume(self) -> None:
+        s = self._require_running()
+        cg = cgroups.from_dict(s["cgroup"])
+        try:
+            if not cg.frozen():
+                raise ContainerError(f"container {self.name} is not paused")
+            cg.thaw()
+        except cgroups.CgroupError as e:
+            raise ContainerError(f"cannot resume container {self.name}: {e}") from None
+
+    def update(self, memory: Union[int, str, None] = None, pids: Optional[int] = None,
+               cpus: Union[float, str, None] = None, *,
+               memory_swap: Union[int, str, None] = None, cpu_shares: Optional[int] = None,
+               cpuset_cpus: Optional[str] = None, cpuset_mems: Optional[str] = None) -> None:
+        """Change the limits of a running container, as ``docker update`` does: memory and
+        memory_swap take bytes or a size ("256M"; -1 for unlimited), pids a count (-1 for
+        unlimited), cpus a number of CPUs (0 for unlimited). Values not given are kept;
+        the new limits show in inspect()."""
+        s = self._require_running()
+        lim = cgroups.Limits(
+            memory=None if memory is None else _size_or_unlimited(memory, "memory"),
+            memory_swap=None if memory_swap is None else _size_or_unlimited(memory_swap,
+                                                                            "memory_swap"),
+            pids=None if pids is None else _int_arg(pids, "pids"),
+            cpu_shares=None if cpu_shares is None else _int_arg(cpu_shares, "cpu_shares"),
+            cpuset_cpus=cpuset_cpus, cpuset_mems=cpuset_mems)
+        if cpus is not None:
+            n = _cpus_arg(cpus)
+            lim.cpu_quota, lim.cpu_period = (int(n * 100000), 100000) if n > 0 else (-1, None)
+        if lim.empty():
+            raise ContainerError("update: nothing to change (give memory, pids or cpus)")
+        try:
+            cgroups.from_dict(s["cgroup"]).update(lim)
+        except cgroups.CgroupError as e:
+            raise ContainerError(f"cannot update container {self.name}: {e}") from None
+        with self.dir.lock():
+            cur = self.dir.read()
+            limits = dict(cur.get("limits") or {})
+            if lim.memory is not None:
+                limits["memory"] = lim.memory if lim.memory > 0 else None
+            if lim.memory_swap is not None:
+                limits["memory_swap"] = lim.memory_swap
+            if lim.pids is not None:
+                limits["pids"] = lim.pids if lim.pids > 0 else None
+            if cpus is not None:
+                limits["cpus"] = _cpus_arg(cpus) or None
+            cur["limits"] = limits
+            self.dir.write(cur)
+        self._state = None
 
     def wait(self, timeout: Optional[float] = None) -> Result:
         """Wait until the container has stopped and its exit has been recorded."""
@@ -876,6 +995,7 @@ class Container:
             return
         pid, start = int(s["pid"]), s.get("pid_start")
         _signal_pid(pid, start, signal.SIGTERM)
+        self._thaw_quietly(s)
         forced = not _wait_dead(pid, start, timeout)
         if forced:
             self.cgroup().kill_all()
@@ -941,6 +1061,8 @@ class Container:
         pid = int(s["pid"])
         spec = self.spec()
         cg = self.cgroup()
+        if cg.frozen():
+            raise ContainerError(f"container {self.name} is paused: resume it first")
         nsfds: List[Tuple[int, int, str]] = []
         rootfd = -1
         out_fd = err_fd = -1
@@ -1014,9 +1136,9 @@ class Container:
 
     def inspect(self) -> Dict[str, Any]:
         s = self.state()
-        status = self._live_status(s)
+        status = self._paused_status(s, self._live_status(s))
         stats = dict(s.get("stats") or {})
-        if status in ("running", "created") and s.get("cgroup"):
+        if status in ("running", "created", "paused") and s.get("cgroup"):
             try:
                 stats = self.cgroup().stats()
             except OSError:
@@ -1026,7 +1148,8 @@ class Container:
             "id": s.get("id"),
             "name": self.name,
             "state": status,
-            "pid": s.get("pid") if status == "running" else 0,
+            "pid": s.get("pid") if status in ("running", "paused") else 0,
+            "paused": status == "paused",
             "exit_code": s.get("exit_code"),
             "oom_killed": bool(s.get("oom_killed") or stats.get("oom_kills")),
             "created": s.get("created"),

@@ -8,6 +8,10 @@
     exec [--process F | --tty --cwd D --env K=V --user U[:G] --cap C ...] [--detach]
          [--pid-file F] [--console-socket S] ID [COMMAND ARG...]
     ps [--format table|json] ID | list [--format table|json] [--quiet]
+    pause ID | resume ID
+    update [--resources FILE|-] [--memory M] [--memory-swap M] [--pids-limit N]
+           [--cpu-quota N] [--cpu-period N] [--cpu-share N] [--cpuset-cpus L]
+           [--cpuset-mems L] ID
     spec [--bundle DIR] | features | --version
 
 Flags follow runc's (urfave/cli) conventions: ``-flag`` or ``--flag``, ``--flag=value``, flags
@@ -77,11 +81,29 @@ _COMMANDS: Dict[str, Dict[str, Tuple[str, bool, bool]]] = {
     "spec": {"bundle": ("bundle", True, False), "b": ("bundle", True, False),
              "rootless": ("rootless", False, False)},
     "features": {},
+    "pause": {},
+    "resume": {},
+    "update": {
+        "resources": ("resources", True, False), "r": ("resources", True, False),
+        "memory": ("memory", True, False), "memory-swap": ("memory_swap", True, False),
+        "memory-reservation": ("memory_reservation", True, False),
+        "kernel-memory": ("kernel_memory", True, False),
+        "kernel-memory-tcp": ("kernel_memory_tcp", True, False),
+        "pids-limit": ("pids_limit", True, False), "cpu-quota": ("cpu_quota", True, False),
+        "cpu-period": ("cpu_period", True, False), "cpu-share": ("cpu_share", True, False),
+        "cpu-rt-period": ("cpu_rt_period", True, False),
+        "cpu-rt-runtime": ("cpu_rt_runtime", True, False),
+        "cpuset-cpus": ("cpuset_cpus", True, False), "cpuset-mems": ("cpuset_mems", True, False),
+        "blkio-weight": ("blkio_weight", True, False),
+        "l3-cache-schema": ("l3_cache_schema", True, False),
+        "mem-bw-schema": ("mem_bw_schema", True, False),
+    },
 }  # fmt: skip
 # Positional arguments each command takes: (minimum, maximum or -1 for "the rest").
 _POSITIONALS = {"create": (1, 1), "run": (1, 1), "start": (1, 1), "state": (1, 1),
                 "kill": (1, 2), "delete": (1, 1), "exec": (1, -1), "ps": (1, -1),
-                "list": (0, 0), "spec": (0, 0), "features": (0, 0)}
+                "list": (0, 0), "spec": (0, 0), "features": (0, 0), "pause": (1, 1),
+                "resume": (1, 1), "update": (1, 1)}
 _USAGE = __doc__.split("\n\n")[1] if __doc__ else ""
 
 
@@ -520,9 +542,88 @@ def cmd_features(g: Opts, o: Opts, args: List[str], log: Logger) -> int:
     return 0
 
 
+def cmd_pause(g: Opts, o: Opts, args: List[str], log: Logger) -> int:
+    _rt(g, log).pause(args[0])
+    return 0
+
+
+def cmd_resume(g: Opts, o: Opts, args: List[str], log: Logger) -> int:
+    _rt(g, log).resume(args[0])
+    return 0
+
+
+def _update_limits(o: Opts) -> Any:
+    """runc update's resources: an OCI linux.resources object from --resources (a file, or
+    - for stdin), overridden by the single-value flags."""
+    from pycontain.cgroups import Limits
+    from pycontain.container import ContainerError, parse_size
+
+    lim = Limits()
+    if o.get("resources"):
+        src = o.get("resources")
+        try:
+            if src == "-":
+                res = json.load(sys.stdin)
+            else:
+                with open(src) as f:
+                    res = json.load(f)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot read --resources {src}: {e}") from None
+        if not isinstance(res, dict):
+            raise UsageError("--resources: expected a JSON object (OCI linux.resources)")
+        mem, cpu, pids = (res.get(k) or {} for k in ("memory", "cpu", "pids"))
+        lim.memory, lim.memory_swap = mem.get("limit"), mem.get("swap")
+        lim.cpu_quota, lim.cpu_period = cpu.get("quota"), cpu.get("period")
+        lim.cpu_shares, lim.pids = cpu.get("shares"), pids.get("limit")
+        lim.cpuset_cpus, lim.cpuset_mems = cpu.get("cpus") or None, cpu.get("mems") or None
+        for key in ("blockIO", "hugepageLimits", "network", "rdma", "unified", "devices"):
+            if res.get(key):
+                raise UsageError(f"update: resources.{key} cannot be changed on a live "
+                                 "container by pycontain-oci")
+
+    def size(name: str) -> Optional[int]:
+        raw = str(o.get(name))
+        if raw.strip() == "-1":
+            return -1
+        try:
+            return parse_size(raw, "--" + name.replace("_", "-"))
+        except ContainerError as e:
+            raise UsageError(str(e)) from None
+
+    def integer(name: str) -> int:
+        try:
+            return int(o.get(name))
+        except ValueError:
+            raise UsageError(f"invalid value {o.get(name)!r} for "
+                             f"--{name.replace('_', '-')}") from None
+
+    for name in ("memory_reservation", "kernel_memory", "kernel_memory_tcp", "cpu_rt_period",
+                 "cpu_rt_runtime", "blkio_weight", "l3_cache_schema", "mem_bw_schema"):
+        if o.get(name) is not None:
+            raise UsageError(f"update --{name.replace('_', '-')} is not supported")
+    if o.get("memory") is not None:
+        lim.memory = size("memory")
+    if o.get("memory_swap") is not None:
+        lim.memory_swap = size("memory_swap")
+    for name, attr in (("pids_limit", "pids"), ("cpu_quota", "cpu_quota"),
+                       ("cpu_period", "cpu_period"), ("cpu_share", "cpu_shares")):
+        if o.get(name) is not None:
+            setattr(lim, attr, integer(name))
+    for name in ("cpuset_cpus", "cpuset_mems"):
+        if o.get(name) is not None:
+            setattr(lim, name, o.get(name))
+    return lim
+
+
+def cmd_update(g: Opts, o: Opts, args: List[str], log: Logger) -> int:
+    _rt(g, log).update(args[0], _update_limits(o))
+    return 0
+
+
 _HANDLERS = {"create": cmd_create, "run": cmd_run, "start": cmd_start, "state": cmd_state,
              "kill": cmd_kill, "delete": cmd_delete, "exec": cmd_exec, "ps": cmd_ps,
-             "list": cmd_list, "spec": cmd_spec, "features": cmd_features}
+             "list": cmd_list, "spec": cmd_spec, "features": cmd_features, "pause": cmd_pause,
+             "resume": cmd_resume, "update": cmd_update}
 
 
 def _version() -> str:

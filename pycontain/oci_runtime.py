@@ -36,6 +36,7 @@ from pycontain.container import (
     Runtime,
     _destroy,
     _signal_pid,
+    _undo_create,
     _wait_dead,
     add_preload,
     parse_signal,
@@ -46,7 +47,7 @@ from pycontain.state import StateDir, StateError, alive, list_names, proc_start_
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional
+    from typing import Any, Callable, Dict, List, Optional, Sequence
 
 DEFAULT_ROOT = "/run/pycontain-oci"
 PRELOAD_ANNOTATION = "org.pyalloc.preload"
@@ -307,6 +308,12 @@ class OciRuntime:
             return "stopped"
         if status == "creating" and s.get("pid") and not alive(s.get("pid"), s.get("pid_start")):
             return "stopped"
+        if status in ("created", "running") and s.get("cgroup"):
+            try:
+                if cgroups.from_dict(s["cgroup"]).frozen():
+                    return "paused"
+            except (cgroups.CgroupError, OSError, KeyError):
+                pass
         return status
 
     def state(self, cid: str) -> Dict[str, Any]:
@@ -432,11 +439,7 @@ class OciRuntime:
         except BaseException as e:
             if pid:
                 _signal_pid(pid, None, signal.SIGKILL)
-            _destroy(sdir, cg, None)
-            if isinstance(e, cgroups.CgroupError):
-                raise OciError(str(e)) from None
-            if isinstance(e, OSError):
-                raise OciError(f"cannot create container: {e}") from None
+            _undo_create(e, OciError, sdir, cg, None)
             raise
         finally:
             if sock is not None:
@@ -498,11 +501,45 @@ class OciRuntime:
             signum = parse_signal(sig)
         except ContainerError as e:
             raise OciError(str(e)) from None
-        if status not in ("created", "running"):
+        if status not in ("created", "running", "paused"):
             raise OciError(f"cannot kill container {cid}: it is {status}")
-        if all_processes and s.get("cgroup"):
-            cgroups.from_dict(s["cgroup"]).kill_all(signum)
+        cg = cgroups.from_dict(s["cgroup"]) if s.get("cgroup") else None
+        if all_processes and cg is not None:
+            cg.kill_all(signum)
         _signal_pid(int(s["pid"]), s.get("pid_start"), signum)
+        if cg is not None and status == "paused" and signum == signal.SIGKILL:
+            cg.thaw()  # as runc: a paused container that is SIGKILLed dies at once
+
+    # -- pause / resume / update ----------------------------------------------------------------
+    def _live_cgroup(self, cid: str, verb: str, want: Sequence[str]) -> cgroups.Cgroup:
+        s = self._read(cid)
+        status = self.status_of(s)
+        if status not in want:
+            raise OciError(f"cannot {verb} container {cid}: it is {status}")
+        if not s.get("cgroup"):
+            raise OciError(f"cannot {verb} container {cid}: it has no cgroup")
+        return cgroups.from_dict(s["cgroup"])
+
+    def pause(self, cid: str) -> None:
+        try:
+            self._live_cgroup(cid, "pause", ("created", "running")).freeze()
+        except cgroups.CgroupError as e:
+            raise OciError(f"cannot pause container {cid}: {e}") from None
+
+    def resume(self, cid: str) -> None:
+        try:
+            self._live_cgroup(cid, "resume", ("paused",)).thaw()
+        except cgroups.CgroupError as e:
+            raise OciError(f"cannot resume container {cid}: {e}") from None
+
+    def update(self, cid: str, limits: cgroups.Limits) -> None:
+        """runc update: new limits for a live container (None fields unchanged)."""
+        if limits.empty():
+            raise OciError("update: no resources to change")
+        try:
+            self._live_cgroup(cid, "update", ("created", "running", "paused")).update(limits)
+        except cgroups.CgroupError as e:
+            raise OciError(f"cannot update container {cid}: {e}") from None
 
     def delete(self, cid: str, force: bool = False) -> None:
         sdir = self._dir(cid)

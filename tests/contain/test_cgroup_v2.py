@@ -26,6 +26,7 @@ CHILD_FILES = {
     "cgroup.subtree_control": "\n",
     "cgroup.procs": "",
     "cgroup.events": "populated 0\nfrozen 0\n",
+    "cgroup.freeze": "0\n",
     "cgroup.kill": "",
     "cgroup.type": "domain\n",
     "memory.current": "0\n",
@@ -187,3 +188,94 @@ def test_missing_controller_is_an_error(fake_tree) -> None:  # type: ignore[no-u
     with pytest.raises(cgroups.CgroupError, match="memory"):
         cgroups.V2Driver(str(fake_tree)).create("c7", Resources())
     assert not (fake_tree / "pycontain" / "c7").exists()
+
+
+def _freezing_kernel(monkeypatch, path, delay_reads: int = 0) -> None:  # type: ignore[no-untyped-def]
+    """Fake kernel: writing cgroup.freeze sets "frozen" in cgroup.events, after
+    ``delay_reads`` reads of cgroup.events (the kernel freezes asynchronously)."""
+    real_write, real_read = cgroups._write, cgroups._read
+    pending = {"n": 0, "value": None}
+
+    def write(p: str, value: str) -> None:
+        real_write(p, value)
+        if p == str(path / "cgroup.freeze"):
+            pending["n"], pending["value"] = delay_reads, value.strip()
+            if not delay_reads:
+                real_write(str(path / "cgroup.events"), f"populated 1\nfrozen {value.strip()}\n")
+
+    def read(p: str) -> str:
+        if p == str(path / "cgroup.events") and pending["value"] is not None:
+            if pending["n"] == 0:
+                real_write(p, f"populated 1\nfrozen {pending['value']}\n")
+            pending["n"] -= 1
+        return real_read(p)
+
+    monkeypatch.setattr(cgroups, "_write", write)
+    monkeypatch.setattr(cgroups, "_read", read)
+
+
+def test_freeze_and_thaw(fake_tree, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    cg = cgroups.V2Driver(str(fake_tree)).create("f1", Resources())
+    path = fake_tree / "pycontain" / "f1"
+    _freezing_kernel(monkeypatch, path, delay_reads=3)
+    assert not cg.frozen()
+    cg.freeze(timeout=2)
+    assert read(path / "cgroup.freeze") == "1" and cg.frozen()
+    assert "frozen 1" in read(path / "cgroup.events")
+    cg.thaw()
+    assert read(path / "cgroup.freeze") == "0" and not cg.frozen()
+    cg.remove(timeout=1)
+
+
+def test_freeze_timeout_thaws_back(fake_tree, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    cg = cgroups.V2Driver(str(fake_tree)).create("f2", Resources())
+    path = fake_tree / "pycontain" / "f2"
+    _freezing_kernel(monkeypatch, path, delay_reads=10 ** 9)  # never reports frozen
+    with pytest.raises(cgroups.CgroupError, match="did not freeze"):
+        cg.freeze(timeout=0.05)
+    assert read(path / "cgroup.freeze") == "0"  # left thawed, not half frozen
+    cg.remove(timeout=1)
+
+
+def test_freeze_without_cgroup_freeze_file(fake_tree) -> None:  # type: ignore[no-untyped-def]
+    cg = cgroups.V2Driver(str(fake_tree)).create("f3", Resources())
+    os.unlink(fake_tree / "pycontain" / "f3" / "cgroup.freeze")  # a kernel older than 5.2
+    with pytest.raises(cgroups.CgroupError, match=r"cgroup\.freeze"):
+        cg.freeze()
+    assert not cg.frozen()
+    cg.remove(timeout=1)
+
+
+def test_sigkill_thaws_a_frozen_cgroup(fake_tree, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    cg = cgroups.V2Driver(str(fake_tree)).create("f4", Resources())
+    path = fake_tree / "pycontain" / "f4"
+    _freezing_kernel(monkeypatch, path)
+    cg.freeze()
+    os.unlink(path / "cgroup.kill")  # force the per-process path of kill_all
+    cg.kill_all(signal.SIGTERM)
+    assert cg.frozen()  # other signals wait for resume, as with runc
+    cg.kill_all(signal.SIGKILL)
+    assert not cg.frozen()
+    cg.remove(timeout=1)
+
+
+def test_update_writes_only_what_changes(fake_tree) -> None:  # type: ignore[no-untyped-def]
+    drv = cgroups.V2Driver(str(fake_tree))
+    cg = drv.create("u1", Resources(memory_limit=64 << 20, pids_limit=10, cpu_quota=50000,
+                                    cpu_period=100000))
+    path = fake_tree / "pycontain" / "u1"
+    cg.update(cgroups.Limits(memory=128 << 20))
+    assert read(path / "memory.max") == str(128 << 20)
+    assert read(path / "memory.swap.max") == "0"  # untouched: still no swap
+    assert read(path / "pids.max") == "10" and read(path / "cpu.max") == "50000 100000"
+    cg.update(cgroups.Limits(memory_swap=192 << 20, pids=-1, cpu_quota=25000, cpu_shares=1024))
+    assert read(path / "memory.swap.max") == str(64 << 20)
+    assert read(path / "pids.max") == "max"
+    assert read(path / "cpu.max") == "25000 100000"
+    assert read(path / "cpu.weight") == "39"
+    cg.update(cgroups.Limits(memory=-1, memory_swap=-1, cpu_quota=-1, cpu_period=50000))
+    assert read(path / "memory.max") == "max" and read(path / "memory.swap.max") == "max"
+    assert read(path / "cpu.max") == "max 50000"
+    with pytest.raises(cgroups.CgroupError, match="cpuset"):
+        cg.update(cgroups.Limits(cpuset_cpus="0"))  # cpuset not enabled for this cgroup
+    cg.remove(timeout=1)

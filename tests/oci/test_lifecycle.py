@@ -279,3 +279,83 @@ def test_state_matches_runc(oci: Oci, bundle: Bundle, tmp_path) -> None:  # type
         oci.run("delete", cid, check=0)
     finally:
         runc("delete", "--force", rid)
+
+
+def _v1_file(controller: str, cid: str, name: str) -> str:
+    from tests.oci.conftest import CGROUP_PARENT
+
+    with open(f"/sys/fs/cgroup/{controller}/{CGROUP_PARENT}/{cid}/{name}") as f:
+        return f.read().strip()
+
+
+def test_pause_resume(oci: Oci, bundle: Bundle) -> None:
+    bundle.set_args("sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.05; done")
+    cid = oci.new_id()
+    oci.create(bundle, cid)
+    pid = oci.state(cid)["pid"]
+    oci.run("start", cid, check=0)
+    oci.run("pause", cid, check=0)
+    st = oci.state(cid)
+    assert st["status"] == "paused" and st["pid"] == pid
+    if os.path.isdir("/sys/fs/cgroup/freezer"):
+        assert _v1_file("freezer", cid, "freezer.state") == "FROZEN"
+    listing = json.loads(oci.run("list", "--format", "json", check=0).stdout)
+    assert [c["status"] for c in listing if c["id"] == cid] == ["paused"]
+    r = oci.run("exec", cid, "true")
+    assert r.returncode == 1 and b"paused" in r.stderr
+    r = oci.run("pause", cid)
+    assert r.returncode == 1 and b"paused" in r.stderr  # runc: only a running one pauses
+    oci.run("resume", cid, check=0)
+    assert oci.state(cid)["status"] == "running"
+    r = oci.run("resume", cid)
+    assert r.returncode == 1 and b"running" in r.stderr
+    # A signal other than KILL waits for resume; KILL gets through at once.
+    oci.run("pause", cid, check=0)
+    oci.run("kill", cid, "TERM", check=0)
+    time.sleep(0.2)
+    assert oci.state(cid)["status"] == "paused"
+    oci.run("resume", cid, check=0)
+    assert oci.reap(pid) == 42
+    oci.run("delete", cid, check=0)
+    bundle.set_args("sleep", "100")
+    cid = oci.new_id()
+    oci.create(bundle, cid)
+    pid = oci.state(cid)["pid"]
+    oci.run("start", cid, check=0)
+    oci.run("pause", cid, check=0)
+    oci.run("kill", cid, "KILL", check=0)
+    assert oci.reap(pid) == -signal.SIGKILL
+    oci.run("delete", cid, check=0)
+
+
+def test_update(oci: Oci, bundle: Bundle, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bundle.set_args("sleep", "100")
+    bundle.edit(lambda c: c["linux"].update(resources={"memory": {"limit": 64 << 20},
+                                                       "pids": {"limit": 30}}))
+    cid = oci.new_id()
+    oci.create(bundle, cid)
+    pid = oci.state(cid)["pid"]
+    oci.run("start", cid, check=0)
+    oci.run("update", "--memory", "128M", "--pids-limit", "60", "--cpu-quota", "20000",
+            "--cpu-period", "100000", cid, check=0)
+    assert _v1_file("memory", cid, "memory.limit_in_bytes") == str(128 << 20)
+    assert _v1_file("pids", cid, "pids.max") == "60"
+    assert _v1_file("cpu", cid, "cpu.cfs_quota_us") == "20000"
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps({"memory": {"limit": 96 << 20}, "pids": {"limit": 40},
+                               "cpu": {"shares": 512}}))
+    oci.run("update", "--resources", str(res), cid, check=0)
+    assert _v1_file("memory", cid, "memory.limit_in_bytes") == str(96 << 20)
+    assert _v1_file("pids", cid, "pids.max") == "40"
+    assert _v1_file("cpu", cid, "cpu.shares") == "512"
+    oci.run("update", "-r", "-", cid, check=0, input=b'{"pids": {"limit": -1}}')
+    assert _v1_file("pids", cid, "pids.max") == "max"
+    for bad, msg in ((["--memory", "lots"], b"invalid"),
+                     (["--kernel-memory", "1M"], b"not supported"),
+                     (["--nosuch", "1"], b"not defined"), ([], b"no resources")):
+        r = oci.run("update", *bad, cid)
+        assert r.returncode == 1 and msg in r.stderr and r.stderr.count(b"\n") == 1, r.stderr
+    oci.run("delete", "--force", cid, check=0)
+    assert oci.reap(pid) == -signal.SIGKILL
+    r = oci.run("update", "--memory", "1G", cid)
+    assert r.returncode == 1 and b"does not exist" in r.stderr

@@ -250,3 +250,26 @@ def test_runtime_name(podman: Podman) -> None:
     assert podman.runtime.encode() in info.stdout and b"pycontain-oci" in info.stdout
 
 
+
+
+def test_pause_unpause(podman: Podman) -> None:
+    """podman pause/unpause drive pycontain-oci pause/resume (the cgroup freezer)."""
+    r = podman.run("-d", "--name", "pyc-pause", IMAGE, "sh", "-c",
+                   "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.02; done")
+    assert r.returncode == 0, r.stderr.decode()
+    try:
+        time.sleep(0.3)
+        r = podman("pause", "pyc-pause")
+        assert r.returncode == 0, r.stderr.decode()
+        status = podman("inspect", "--format", "{{.State.Status}}", "pyc-pause")
+        assert status.stdout.strip() == b"paused"
+        r = podman("unpause", "pyc-pause")
+        assert r.returncode == 0, r.stderr.decode()
+        status = podman("inspect", "--format", "{{.State.Status}}", "pyc-pause")
+        assert status.stdout.strip() == b"running"
+        first = podman("exec", "pyc-pause", "cat", "/tmp/n").stdout
+        time.sleep(0.2)
+        assert int(podman("exec", "pyc-pause", "cat", "/tmp/n").stdout) > int(first)
+    finally:
+        r = podman("rm", "--force", "--time", "0", "pyc-pause")
+        assert r.returncode == 0, r.stderr.decode()
