@@ -1,6 +1,7 @@
 """The container part of `make demo`: a container with limits and the allocator inside, an
-out-of-memory kill, an image imported and run, and the OCI command line's lifecycle. Private
-state and storage roots in a temporary directory; nothing is left."""
+out-of-memory kill, pause/unpause and a live update, an image imported and run, and the OCI
+command line's lifecycle. Private state and storage roots in a temporary directory; nothing
+is left."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ print(f"hostname={socket.gethostname()} pid={os.getpid()} "
       f"processes={len([p for p in os.listdir('/proc') if p.isdigit()])} dict={len(d)}")
 """
 HOG = "x = []\nwhile True:\n    x.append(bytearray(1 << 20))\n"
+TICKER = "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.02; done"
 
 
 def _allocator_summary(alloc: Optional[Dict[str, Any]]) -> str:
@@ -49,7 +51,8 @@ def run(section: Callable[[str], None]) -> Optional[str]:
     except Exception:
         preload = None
 
-    section("3. Containers: limits and the allocator inside, an image, the OCI command line")
+    section("3. Containers: limits and the allocator inside, pause and update, an image, "
+            "the OCI command line")
     with tempfile.TemporaryDirectory(prefix="pycontain-demo-") as tmp:
         roots = {"root": os.path.join(tmp, "state"), "storage": os.path.join(tmp, "storage")}
         opts: Dict[str, Any] = {"memory": "64M", "pids": 64, "cpus": 0.5, "hostname": "demo"}
@@ -72,6 +75,7 @@ def run(section: Callable[[str], None]) -> Optional[str]:
         hog = pycontain.run(["python3", "-c", HOG], memory="32M", capture_output=True, **roots)
         print(f"  exit code {hog.exit_code}, oom_killed={hog.oom_killed} "
               "(the kernel's OOM killer stopped it at the cgroup limit)")
+        _pause_update_part(pycontain, roots)
         busybox = shutil.which("busybox")
         if busybox:
             rootfs = _busybox_rootfs(tmp, busybox)
@@ -80,6 +84,37 @@ def run(section: Callable[[str], None]) -> Optional[str]:
         else:
             print("\n(busybox-static is not installed: image and OCI parts skipped)")
     return None
+
+
+def _pause_update_part(pycontain: Any, roots: Dict[str, str]) -> None:
+    print()
+    print("$ pycontain run -d --name ticker --memory 64M -- sh -c <count, 50 times a second>")
+    c = pycontain.start(["sh", "-c", TICKER], name="ticker", memory="64M", **roots)
+    try:
+        time.sleep(0.3)
+        c.pause()
+        counter = os.path.join(c.inspect()["paths"]["container_dir"], "upper", "tmp", "n")
+        before = _read_int(counter)
+        time.sleep(0.3)
+        print(f"$ pycontain pause ticker   -> {c.status}; counter {before} -> "
+              f"{_read_int(counter)} after 0.3 s")
+        c.resume()
+        time.sleep(0.3)
+        print(f"$ pycontain unpause ticker -> {c.status}; counter now {_read_int(counter)}")
+        c.update(memory="128M", pids=32)
+        lim = c.inspect()["limits"]
+        print(f"$ pycontain update --memory 128M --pids 32 ticker -> limits now "
+              f"{lim['memory'] / 2**20:.0f} MiB, {lim['pids']} processes")
+    finally:
+        c.remove(force=True)
+
+
+def _read_int(path: str) -> int:
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def _busybox_rootfs(tmp: str, busybox: str) -> str:

@@ -19,6 +19,7 @@ def test_demo_runs_every_section() -> None:
     if os.geteuid() != 0:
         pytest.skip("the container part needs root")
     assert "oom_killed=True" in out
+    assert "-> paused; counter" in out and "limits now 128 MiB, 32 processes" in out
     assert "hello from an imported image" in out
     assert "state after create: created; after start: stopped; deleted" in out
     assert "skipped" not in out
