@@ -12,7 +12,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional
+    from typing import Any, Dict, List, Optional, Tuple
 
 NEEDS_ROOT = {"run", "exec", "kill", "stop", "rm", "pause", "unpause", "update"}
 
@@ -120,6 +120,15 @@ def _parser(only: Optional[str] = None) -> Any:
         u.add_argument("--cpuset-cpus", help="CPUs the container may use, e.g. 0-1")
         u.add_argument("--cpuset-mems", help="memory nodes the container may use")
         u.add_argument("name", nargs="+")
+
+    if only in (None, "stats"):
+        sa = sub.add_parser("stats", parents=[common],
+                            help="live CPU, memory and process counts of running containers")
+        sa.add_argument("--no-stream", action="store_true", help="print one sample and exit")
+        sa.add_argument("--json", action="store_true", help="a JSON array per sample")
+        sa.add_argument("-i", "--interval", type=float, default=1.0,
+                        help="seconds between samples (default 1)")
+        sa.add_argument("name", nargs="*", help="containers (default: every running one)")
 
     if only in (None, "inspect"):
         ins = sub.add_parser("inspect", parents=[common], help="JSON state of a container")
@@ -271,6 +280,80 @@ def cmd_update(args: Any) -> int:
     return 0
 
 
+def _stats_targets(rt: Any, names: List[str]) -> List[Any]:
+    from pycontain.container import ContainerError
+
+    if not names:
+        return [c for c in rt.containers() if c.status in ("running", "paused")]
+    out = []
+    for n in names:
+        c = rt.get(n)
+        if c.status not in ("running", "paused"):
+            raise ContainerError(f"container {n} is not running")
+        out.append(c)
+    return out
+
+
+def _stats_sample(cs: List[Any]) -> Dict[str, Tuple[float, Dict[str, Any]]]:
+    import time
+
+    out = {}
+    for c in cs:
+        try:
+            out[c.name] = (time.monotonic(), c.cgroup().stats())
+        except Exception:  # stopped or removed meanwhile
+            pass
+    return out
+
+
+def cmd_stats(args: Any) -> int:
+    """docker stats: CPU use over the interval (100% = one CPU), memory, processes."""
+    import json
+    import time
+
+    from pycontain.container import ContainerError
+
+    if not args.interval > 0:
+        raise ContainerError(f"invalid --interval {args.interval} (must be > 0)")
+    rt = _runtime(args)
+    cs = _stats_targets(rt, args.name)
+    prev = _stats_sample(cs)
+    fmt = "{:<20} {:<12} {:>7} {:>21} {:>7} {:>6}"
+    while True:
+        time.sleep(args.interval)
+        if not args.name:
+            cs = _stats_targets(rt, [])
+        cur = _stats_sample(cs)
+        rows = []
+        for c in cs:
+            if c.name not in cur:
+                continue
+            t, st = cur[c.name]
+            t0, st0 = prev.get(c.name, (t, st))
+            used = (st.get("cpu_usage_usec") or 0) - (st0.get("cpu_usage_usec") or 0)
+            cpu = 100.0 * used / ((t - t0) * 1e6) if t > t0 else 0.0
+            mem, lim = st.get("memory_current"), st.get("memory_limit")
+            rows.append({"name": c.name, "id": c.id, "status": c.status,
+                         "cpu_percent": round(cpu, 1), "memory": mem, "memory_limit": lim,
+                         "memory_percent": round(100.0 * mem / lim, 1) if mem and lim else None,
+                         "pids": st.get("pids_current")})
+        prev = cur
+        if args.json:
+            print(json.dumps(rows))
+        else:
+            print(fmt.format("NAME", "ID", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"))
+            for r in rows:
+                mem_pct = "-" if r["memory_percent"] is None else f"{r['memory_percent']:.1f}%"
+                print(fmt.format(r["name"][:20], r["id"][:12], f"{r['cpu_percent']:.1f}%",
+                                 f"{_human(r['memory'])} / {_human(r['memory_limit'])}",
+                                 mem_pct, r["pids"] if r["pids"] is not None else "-"))
+        sys.stdout.flush()
+        if args.no_stream:
+            return 0
+        if not args.json:
+            print()
+
+
 def cmd_inspect(args: Any) -> int:
     import json
 
@@ -297,7 +380,7 @@ def cmd_image(args: Any) -> int:
 COMMANDS = {
     "run": cmd_run, "exec": cmd_exec, "ps": cmd_ps, "logs": cmd_logs, "kill": cmd_kill,
     "stop": cmd_stop, "rm": cmd_rm, "inspect": cmd_inspect, "image": cmd_image, "commit": cmd_image,
-    "pause": cmd_pause, "unpause": cmd_unpause, "update": cmd_update,
+    "pause": cmd_pause, "unpause": cmd_unpause, "update": cmd_update, "stats": cmd_stats,
 }
 
 

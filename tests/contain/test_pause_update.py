@@ -141,3 +141,29 @@ def test_cli_pause_unpause_update(rt) -> None:  # type: ignore[no-untyped-def]
         assert p.returncode != 0 and p.stderr.decode().count("\n") == 1
     finally:
         rt.cli("rm", "-f", "web")
+
+
+def test_cli_stats(rt) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    rt.cli("run", "-d", "--name", "busy", "--cpus", "0.5", "--memory", "64M", "--",
+           "python3", "-c", "while True: pass", check=0)
+    rt.cli("run", "-d", "--name", "idle", "--", "sleep", "60", check=0)
+    try:
+        out = rt.cli("stats", "--no-stream", "--json", "-i", "0.5", check=0).stdout
+        rows = {r["name"]: r for r in json.loads(out)}
+        assert set(rows) == {"busy", "idle"}
+        assert 25 <= rows["busy"]["cpu_percent"] <= 60  # capped at half a CPU
+        assert rows["idle"]["cpu_percent"] < 10
+        assert rows["busy"]["memory_limit"] == 64 << 20 and rows["busy"]["memory"] > 0
+        assert rows["busy"]["pids"] >= 2  # init and python
+        table = rt.cli("stats", "--no-stream", "-i", "0.2", "idle", check=0).stdout.decode()
+        lines = table.strip().splitlines()
+        assert lines[0].split()[:3] == ["NAME", "ID", "CPU"] and lines[1].startswith("idle ")
+        rt.cli("stop", "-t", "1", "idle", check=0)
+        p = rt.cli("stats", "--no-stream", "idle")
+        assert p.returncode == 125 and b"not running" in p.stderr
+        p = rt.cli("stats", "--no-stream", "-i", "0", "busy")
+        assert p.returncode == 125 and b"interval" in p.stderr
+    finally:
+        rt.cli("rm", "-f", "busy", "idle")
