@@ -4,6 +4,8 @@
 #include "block.h"
 #include "pyalloc.h"
 
+#define PA_MAX_DEPTH 128 /* an AVL tree of 2^64 nodes is under 93 levels deep */
+
 static inline uint64_t node_size(const pa_node *n) { return pa_bsize((const char *)n - PA_HEADER); }
 static inline uint32_t height(const pa_node *n) { return n ? n->height : 0; }
 static inline uint64_t maxof(const pa_node *n) { return n ? n->max : 0; }
@@ -35,16 +37,20 @@ static inline int cmp(int policy, const pa_node *a, const pa_node *b)
     return pa < pb ? -1 : (pa > pb ? 1 : 0);
 }
 
+/* The largest block size in n's subtree, from n and its children's figures. */
+static inline uint64_t subtree_max(const pa_node *n)
+{
+    uint64_t m = node_size(n), ml = maxof(n->left), mr = maxof(n->right);
+    if (ml > m)
+        m = ml;
+    return mr > m ? mr : m;
+}
+
 static inline void update(pa_node *n)
 {
     uint32_t hl = height(n->left), hr = height(n->right);
     n->height = 1 + (hl > hr ? hl : hr);
-    uint64_t m = node_size(n), ml = maxof(n->left), mr = maxof(n->right);
-    if (ml > m)
-        m = ml;
-    if (mr > m)
-        m = mr;
-    n->max = m;
+    n->max = subtree_max(n);
 }
 
 static pa_node *rot_right(pa_node *n)
@@ -84,51 +90,115 @@ static pa_node *balance(pa_node *n)
     return n;
 }
 
-static pa_node *insert(int policy, pa_node *t, pa_node *x)
+/* Insert and remove walk down once, keeping the path, then repair heights, balance and maxima
+ * bottom-up and stop at the first node whose height and maximum come out unchanged: nothing
+ * above it can change. A recursive version rebalanced every node of the path, reading both
+ * children of each; on a tree of 10^6 free blocks the siblings of a deep path are cold, and
+ * those reads were most of the cost of a fifo alloc+free pair. */
+/* Repairs path[floor..depth) (path[0] is the root) bottom-up after a change below
+ * path[depth - 1], stopping at the first node that comes out unchanged. */
+static void fix_path(pa_index *ix, pa_node **path, int depth, int floor)
 {
-    if (!t) {
-        x->left = x->right = NULL;
-        x->height = 1;
-        x->max = node_size(x);
-        return x;
+    while (depth > floor) {
+        pa_node *t = path[--depth];
+        uint32_t oh = t->height;
+        uint64_t om = t->max;
+        pa_node *sub = balance(t);
+        if (sub != t) {
+            if (depth == 0)
+                ix->root = sub;
+            else if (path[depth - 1]->left == t)
+                path[depth - 1]->left = sub;
+            else
+                path[depth - 1]->right = sub;
+        } else if (t->height == oh && t->max == om) {
+            return;
+        }
     }
-    if (cmp(policy, x, t) < 0)
-        t->left = insert(policy, t->left, x);
-    else
-        t->right = insert(policy, t->right, x);
-    return balance(t);
 }
 
-static pa_node *remove_min(pa_node *t, pa_node **min)
+void pa_index_insert(pa_index *ix, pa_node *x)
 {
-    if (!t->left) {
-        *min = t;
-        return t->right;
+    pa_node *path[PA_MAX_DEPTH];
+    int depth = 0;
+    x->left = x->right = NULL;
+    x->height = 1;
+    x->max = node_size(x);
+    pa_node **link = &ix->root;
+    while (*link) {
+        pa_node *t = *link;
+        path[depth++] = t;
+        link = cmp(ix->policy, x, t) < 0 ? &t->left : &t->right;
     }
-    t->left = remove_min(t->left, min);
-    return balance(t);
+    *link = x;
+    ix->count++;
+    fix_path(ix, path, depth, 0);
 }
 
-static pa_node *remove_node(int policy, pa_node *t, pa_node *x)
+void pa_index_remove(pa_index *ix, pa_node *x)
 {
-    if (!t)
-        return NULL; /* not found: cannot happen for a consistent pool */
-    if (t == x) {
-        if (!t->left)
-            return t->right;
-        if (!t->right)
-            return t->left;
-        pa_node *m;
-        pa_node *r = remove_min(t->right, &m);
-        m->left = t->left;
-        m->right = r;
-        return balance(m);
+    pa_node *path[PA_MAX_DEPTH];
+    int depth = 0;
+    pa_node **link = &ix->root;
+    while (*link && *link != x) {
+        pa_node *t = *link;
+        path[depth++] = t;
+        link = cmp(ix->policy, x, t) < 0 ? &t->left : &t->right;
     }
-    if (cmp(policy, x, t) < 0)
-        t->left = remove_node(policy, t->left, x);
-    else
-        t->right = remove_node(policy, t->right, x);
-    return balance(t);
+    if (!*link)
+        return; /* not in the tree: cannot happen for a consistent pool */
+    ix->count--;
+    if (!x->left || !x->right) {
+        *link = x->left ? x->left : x->right;
+        fix_path(ix, path, depth, 0);
+        return;
+    }
+    /* Two children: x's successor m (the leftmost node of its right subtree) takes x's
+     * place, and m's old spot is repaired from the bottom. */
+    int xpos = depth++;
+    pa_node **mlink = &x->right;
+    while ((*mlink)->left) {
+        path[depth++] = *mlink;
+        mlink = &(*mlink)->left;
+    }
+    pa_node *m = *mlink;
+    *mlink = m->right; /* when m is x's right child, this sets x->right */
+    m->left = x->left;
+    m->right = x->right;
+    m->height = x->height; /* x's old figures: the comparison in fix_path then tells */
+    m->max = x->max;       /* whether the subtree changed */
+    *link = m;
+    path[xpos] = m;
+    /* Below m the repair may stop early; m and above must still be looked at, since the
+     * subtree lost x. */
+    fix_path(ix, path, depth, xpos + 1);
+    fix_path(ix, path, xpos + 1, 0);
+}
+
+void pa_index_replace(pa_index *ix, pa_node *old, pa_node *nw)
+{
+    pa_node *path[PA_MAX_DEPTH];
+    int depth = 0;
+    pa_node **link = &ix->root;
+    while (*link != old) {
+        pa_node *t = *link;
+        path[depth++] = t;
+        link = cmp(ix->policy, old, t) < 0 ? &t->left : &t->right;
+    }
+    nw->left = old->left;
+    nw->right = old->right;
+    nw->height = old->height;
+    nw->max = subtree_max(nw);
+    *link = nw;
+    /* The block shrank: the maxima above it can only go down, and stop changing at the first
+     * ancestor whose maximum comes from elsewhere. */
+    while (depth > 0) {
+        pa_node *t = path[--depth];
+        uint64_t v = subtree_max(t);
+        if (v == t->max)
+            break;
+        t->max = v;
+    }
 }
 
 void pa_index_init(pa_index *ix, int policy)
@@ -138,17 +208,6 @@ void pa_index_init(pa_index *ix, int policy)
     ix->policy = policy;
 }
 
-void pa_index_insert(pa_index *ix, pa_node *n)
-{
-    ix->root = insert(ix->policy, ix->root, n);
-    ix->count++;
-}
-
-void pa_index_remove(pa_index *ix, pa_node *n)
-{
-    ix->root = remove_node(ix->policy, ix->root, n);
-    ix->count--;
-}
 
 pa_node *pa_index_find(const pa_index *ix, uint64_t need)
 {
@@ -157,6 +216,7 @@ pa_node *pa_index_find(const pa_index *ix, uint64_t need)
         return NULL;
     for (;;) {
         /* Invariant: the subtree of n holds a block of at least `need` bytes. */
+        __builtin_prefetch(n->right);
         if (n->left && n->left->max >= need)
             n = n->left;
         else if (node_size(n) >= need)

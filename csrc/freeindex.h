@@ -33,6 +33,11 @@ typedef struct pa_index {
 void pa_index_init(pa_index *ix, int policy);
 void pa_index_insert(pa_index *ix, pa_node *n);
 void pa_index_remove(pa_index *ix, pa_node *n);
+/* Puts `nw` (not in the tree) where `old` is and takes `old` out, for a node whose key keeps
+ * its place in the order: a free block carved from its low end under first fit (address
+ * order) or fifo (seq order, the remainder keeping its seq). `old`'s key must still be
+ * readable; `nw`'s block header must already hold its size. No rebalancing: O(depth). */
+void pa_index_replace(pa_index *ix, pa_node *old, pa_node *nw);
 /* First node in key order whose block is at least `need` bytes (total size), or NULL. */
 pa_node *pa_index_find(const pa_index *ix, uint64_t need);
 /* Largest total block size in the index (0 if empty). */

@@ -352,6 +352,29 @@ static char *take_fit(pa_pool *p, uint64_t search, uint64_t reach_need)
     return b;
 }
 
+/* carve() for a free block b still in the index, whose remainder keeps b's place in the
+ * index order (first and fifo fit, rest >= PA_MIN_BLOCK): the remainder's node takes over
+ * b's node in the tree instead of a remove and an insert with their rebalancing. */
+static char *carve_in_place(pa_pool *p, char *b, uint64_t size, uint64_t need)
+{
+    uint64_t rest = size - need, pflag = pa_hdr(b) & PA_PINUSE;
+    char *r = b + need, *next = b + size;
+    pa_node *old = node_of(b), *nw = node_of(r);
+    pa_set_hdr(r, rest, PA_PINUSE, p->secret);
+    if (next == p->end)
+        p->tail = r;
+    else
+        pa_set_footer(r, rest);
+    nw->seq = old->seq;
+    pa_index_replace(&p->index, old, nw);
+    pa_set_hdr(b, need, PA_CINUSE | pflag, p->secret);
+    p->free_bytes -= need;
+    p->used += need - PA_HEADER;
+    p->live_blocks++;
+    note_used(p);
+    return b + PA_HEADER;
+}
+
 static void *do_alloc(pa_pool *p, size_t n, size_t *usable)
 {
     if (n > MAX_REQUEST) {
@@ -363,15 +386,22 @@ static void *do_alloc(pa_pool *p, size_t n, size_t *usable)
     }
     uint64_t need = need_for(n ? n : 1);
     lock(p);
-    char *b = take_fit(p, need, need);
-    if (!b) {
+    pa_node *nd = pa_index_find(&p->index, need);
+    char *b = nd ? block_of(nd) : NULL;
+    uint64_t size = b ? pa_bsize(b) : 0;
+    if (!b || commit_to(p, carve_reach(b, size, need)) != 0) {
         p->failed_allocs++;
         unlock(p);
         errno = ENOMEM;
         return NULL;
     }
-    pa_node *nd = node_of(b);
-    void *r = carve(p, b, pa_bsize(b), need, pa_hdr(b) & PA_PINUSE, nd->seq);
+    void *r;
+    if (size - need >= PA_MIN_BLOCK && (p->policy == PA_FIRST || p->policy == PA_FIFO)) {
+        r = carve_in_place(p, b, size, need);
+    } else {
+        unlink_free(p, nd);
+        r = carve(p, b, size, need, pa_hdr(b) & PA_PINUSE, nd->seq);
+    }
     p->allocs++;
     if (usable)
         *usable = pa_bsize((char *)r - PA_HEADER) - PA_HEADER;
