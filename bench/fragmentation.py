@@ -33,22 +33,8 @@ from pyalloc import preload, trace  # noqa: E402
 
 POLICIES = ("best", "worst", "first", "fifo")
 
-SQL = """
-CREATE TABLE t(id INTEGER PRIMARY KEY, grp INTEGER, name TEXT, payload BLOB, score REAL);
-WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 30000)
-INSERT INTO t SELECT x, x % 97, 'name-' || x || '-' || hex(x * 7919),
-                     zeroblob(x % 700), (x * 37 % 1000) / 7.0 FROM c;
-CREATE INDEX t_grp ON t(grp, score);
-CREATE TABLE u AS SELECT grp, count(*) AS n, sum(score) AS s, group_concat(id, ',') AS ids
-                  FROM t GROUP BY grp;
-SELECT a.grp, count(*) FROM t a JOIN u b ON a.grp = b.grp WHERE a.id % 5 = 0
-  GROUP BY a.grp ORDER BY 2 DESC, 1 LIMIT 10;
-UPDATE t SET name = upper(name) || substr(name, 1, 10) WHERE id % 3 = 0;
-DELETE FROM t WHERE id % 7 = 0;
-SELECT json_group_array(json_object('id', id, 'n', name)) FROM (SELECT * FROM t LIMIT 500);
-VACUUM;
-SELECT count(*) FROM t;
-"""
+with open(os.path.join(HERE, "preload", "workload.sql")) as _f:
+    SQL = _f.read()
 
 
 def record(name: str, tmp: str) -> Tuple[str, str]:
@@ -69,7 +55,8 @@ def record(name: str, tmp: str) -> Tuple[str, str]:
                 "stdlib's email and json packages with compileall")
     elif name == "sqlite3":
         cmd = ["sqlite3", os.path.join(tmp, "db.sqlite")]
-        desc = "sqlite3 building, indexing, grouping, joining, updating and vacuuming 30,000 rows"
+        desc = ("sqlite3 building, indexing, grouping, joining, updating and vacuuming 30,000 "
+                "rows (bench/preload/workload.sql)")
     elif name == "cc1":
         cmd = ["gcc", "-O2", "-c", "-I", os.path.join(ROOT, "csrc"),
                os.path.join(ROOT, "csrc", "pool.c"), "-o", os.path.join(tmp, "pool.o")]

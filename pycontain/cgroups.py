@@ -821,6 +821,17 @@ def detect(mountinfo: Optional[str] = None) -> Driver:
     raise CgroupError("no usable cgroup hierarchy (need cgroup v1 memory or cgroup2)")
 
 
+def is_frozen(record: Optional[Dict[str, Any]]) -> bool:
+    """Whether the cgroup of a to_dict() record is frozen (False when there is none or it is
+    gone)."""
+    if not record:
+        return False
+    try:
+        return from_dict(record).frozen()
+    except (CgroupError, OSError, KeyError):
+        return False
+
+
 def from_dict(d: Dict[str, Any]) -> Cgroup:
     if d.get("version") == 2:
         return CgroupV2(d["rel"], d["path"])

@@ -12,7 +12,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 NEEDS_ROOT = {"run", "exec", "kill", "stop", "rm", "pause", "unpause", "update"}
 
@@ -239,45 +239,35 @@ def cmd_kill(args: Any) -> int:
 
 
 def cmd_stop(args: Any) -> int:
-    rt = _runtime(args)
-    for name in args.name:
-        rt.get(name).stop(timeout=args.time)
-        print(name)
-    return 0
+    return _each(args, lambda c: c.stop(timeout=args.time))
 
 
 def cmd_rm(args: Any) -> int:
+    return _each(args, lambda c: c.remove(force=args.force))
+
+
+def _each(args: Any, action: Callable[[Any], None]) -> int:
+    """Applies action to each named container, printing each name as docker does."""
     rt = _runtime(args)
     for name in args.name:
-        rt.get(name).remove(force=args.force)
+        action(rt.get(name))
         print(name)
     return 0
 
 
 def cmd_pause(args: Any) -> int:
-    rt = _runtime(args)
-    for name in args.name:
-        rt.get(name).pause()
-        print(name)
-    return 0
+    return _each(args, lambda c: c.pause())
 
 
 def cmd_unpause(args: Any) -> int:
-    rt = _runtime(args)
-    for name in args.name:
-        rt.get(name).resume()
-        print(name)
-    return 0
+    return _each(args, lambda c: c.resume())
 
 
 def cmd_update(args: Any) -> int:
-    rt = _runtime(args)
-    for name in args.name:
-        rt.get(name).update(args.memory, args.pids, args.cpus, memory_swap=args.memory_swap,
-                            cpu_shares=args.cpu_shares, cpuset_cpus=args.cpuset_cpus,
-                            cpuset_mems=args.cpuset_mems)
-        print(name)
-    return 0
+    return _each(args, lambda c: c.update(
+        args.memory, args.pids, args.cpus, memory_swap=args.memory_swap,
+        cpu_shares=args.cpu_shares, cpuset_cpus=args.cpuset_cpus,
+        cpuset_mems=args.cpuset_mems))
 
 
 def _stats_targets(rt: Any, names: List[str]) -> List[Any]:

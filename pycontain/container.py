@@ -574,13 +574,7 @@ class Container:
 
     @staticmethod
     def _paused_status(s: Dict[str, Any], status: str) -> str:
-        if status == "running" and s.get("cgroup"):
-            try:
-                if cgroups.from_dict(s["cgroup"]).frozen():
-                    return "paused"
-            except (cgroups.CgroupError, OSError, KeyError):
-                pass
-        return status
+        return "paused" if status == "running" and cgroups.is_frozen(s.get("cgroup")) else status
 
     def is_running(self) -> bool:
         s = self.state()

@@ -308,12 +308,8 @@ class OciRuntime:
             return "stopped"
         if status == "creating" and s.get("pid") and not alive(s.get("pid"), s.get("pid_start")):
             return "stopped"
-        if status in ("created", "running") and s.get("cgroup"):
-            try:
-                if cgroups.from_dict(s["cgroup"]).frozen():
-                    return "paused"
-            except (cgroups.CgroupError, OSError, KeyError):
-                pass
+        if status in ("created", "running") and cgroups.is_frozen(s.get("cgroup")):
+            return "paused"
         return status
 
     def state(self, cid: str) -> Dict[str, Any]:
