@@ -167,3 +167,24 @@ def test_cli_stats(rt) -> None:  # type: ignore[no-untyped-def]
         assert p.returncode == 125 and b"interval" in p.stderr
     finally:
         rt.cli("rm", "-f", "busy", "idle")
+
+
+def test_cli_stats_streams_until_stopped(rt) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import signal
+    import subprocess
+
+    rt.cli("run", "-d", "--name", "s1", "--", "sleep", "60", check=0)
+    p = rt.popen("stats", "--json", "-i", "0.1", "s1", stdout=subprocess.PIPE)
+    try:
+        assert p.stdout is not None
+        samples = [json.loads(p.stdout.readline()) for _ in range(3)]  # one line per sample
+        assert all(s[0]["name"] == "s1" and s[0]["status"] == "running" for s in samples)
+        rt.cli("pause", "s1", check=0)
+        deadline = time.monotonic() + 5
+        while json.loads(p.stdout.readline())[0]["status"] != "paused":
+            assert time.monotonic() < deadline
+    finally:
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=10) == 130
+        rt.cli("rm", "-f", "s1")
