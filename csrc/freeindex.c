@@ -175,15 +175,37 @@ void pa_index_remove(pa_index *ix, pa_node *x)
     fix_path(ix, path, xpos + 1, 0);
 }
 
-void pa_index_replace(pa_index *ix, pa_node *old, pa_node *nw)
+int pa_index_replace(pa_index *ix, pa_node *old, pa_node *nw)
 {
     pa_node *path[PA_MAX_DEPTH];
     int depth = 0;
     pa_node **link = &ix->root;
+    pa_node *pred = NULL, *succ = NULL; /* nearest ancestors before and after old */
     while (*link != old) {
         pa_node *t = *link;
         path[depth++] = t;
-        link = cmp(ix->policy, old, t) < 0 ? &t->left : &t->right;
+        if (cmp(ix->policy, old, t) < 0) {
+            succ = t;
+            link = &t->left;
+        } else {
+            pred = t;
+            link = &t->right;
+        }
+    }
+    /* A block that shrank keeps its place under first fit and fifo; under best fit it sorts
+     * earlier (check the node before it), under worst fit later (check the node after it). */
+    if (ix->policy == PA_BEST) {
+        if (old->left)
+            for (pred = old->left; pred->right; pred = pred->right)
+                ;
+        if (pred && cmp(ix->policy, pred, nw) >= 0)
+            return -1;
+    } else if (ix->policy == PA_WORST) {
+        if (old->right)
+            for (succ = old->right; succ->left; succ = succ->left)
+                ;
+        if (succ && cmp(ix->policy, nw, succ) >= 0)
+            return -1;
     }
     nw->left = old->left;
     nw->right = old->right;
@@ -199,6 +221,7 @@ void pa_index_replace(pa_index *ix, pa_node *old, pa_node *nw)
             break;
         t->max = v;
     }
+    return 0;
 }
 
 void pa_index_init(pa_index *ix, int policy)

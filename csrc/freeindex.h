@@ -33,11 +33,13 @@ typedef struct pa_index {
 void pa_index_init(pa_index *ix, int policy);
 void pa_index_insert(pa_index *ix, pa_node *n);
 void pa_index_remove(pa_index *ix, pa_node *n);
-/* Puts `nw` (not in the tree) where `old` is and takes `old` out, for a node whose key keeps
- * its place in the order: a free block carved from its low end under first fit (address
- * order) or fifo (seq order, the remainder keeping its seq). `old`'s key must still be
- * readable; `nw`'s block header must already hold its size. No rebalancing: O(depth). */
-void pa_index_replace(pa_index *ix, pa_node *old, pa_node *nw);
+/* Puts `nw` (not in the tree) where `old` is and takes `old` out, when `nw` is `old`'s block
+ * carved from its low end (same seq, smaller size, higher address) and still sorts where
+ * `old` did: always under first fit and fifo; under best and worst fit only while it stays
+ * between its neighbours. 0 if done; -1 (tree unchanged) if it would sort elsewhere. `old`'s
+ * key must still be readable and `nw`'s block header must hold its size. O(depth), no
+ * rebalancing. */
+int pa_index_replace(pa_index *ix, pa_node *old, pa_node *nw);
 /* First node in key order whose block is at least `need` bytes (total size), or NULL. */
 pa_node *pa_index_find(const pa_index *ix, uint64_t need);
 /* Largest total block size in the index (0 if empty). */

@@ -352,9 +352,10 @@ static char *take_fit(pa_pool *p, uint64_t search, uint64_t reach_need)
     return b;
 }
 
-/* carve() for a free block b still in the index, whose remainder keeps b's place in the
- * index order (first and fifo fit, rest >= PA_MIN_BLOCK): the remainder's node takes over
- * b's node in the tree instead of a remove and an insert with their rebalancing. */
+/* carve() for a free block b still in the index, with a remainder (rest >= PA_MIN_BLOCK):
+ * when the remainder sorts where b did (always under first fit and fifo, often under worst
+ * fit, whose chosen block tends to stay the largest), its node takes over b's node in the
+ * tree instead of a remove and an insert with their rebalancing. */
 static char *carve_in_place(pa_pool *p, char *b, uint64_t size, uint64_t need)
 {
     uint64_t rest = size - need, pflag = pa_hdr(b) & PA_PINUSE;
@@ -366,7 +367,10 @@ static char *carve_in_place(pa_pool *p, char *b, uint64_t size, uint64_t need)
     else
         pa_set_footer(r, rest);
     nw->seq = old->seq;
-    pa_index_replace(&p->index, old, nw);
+    if (pa_index_replace(&p->index, old, nw) != 0) {
+        pa_index_remove(&p->index, old); /* reads old's key: its header is still intact */
+        pa_index_insert(&p->index, nw);
+    }
     pa_set_hdr(b, need, PA_CINUSE | pflag, p->secret);
     p->free_bytes -= need;
     p->used += need - PA_HEADER;
@@ -396,7 +400,7 @@ static void *do_alloc(pa_pool *p, size_t n, size_t *usable)
         return NULL;
     }
     void *r;
-    if (size - need >= PA_MIN_BLOCK && (p->policy == PA_FIRST || p->policy == PA_FIFO)) {
+    if (size - need >= PA_MIN_BLOCK) {
         r = carve_in_place(p, b, size, need);
     } else {
         unlink_free(p, nd);
