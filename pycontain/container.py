@@ -804,25 +804,24 @@ class Container:
                 pass
         os._exit(0)
 
-    def _fail(self) -> None:
-        """Creation or start failed: remove every trace."""
+    def _last_state(self) -> Tuple[Dict[str, Any], Optional[cgroups.Cgroup]]:
+        """The state on disk (else the last one read) and its cgroup, for teardown."""
         s = self._state or {}
         try:
             s = self.dir.read()
         except StateError:
             pass
-        cg = cgroups.from_dict(s["cgroup"]) if s.get("cgroup") else None
+        return s, (cgroups.from_dict(s["cgroup"]) if s.get("cgroup") else None)
+
+    def _fail(self) -> None:
+        """Creation or start failed: remove every trace."""
+        s, cg = self._last_state()
         _destroy(self.dir, cg, s.get("container_dir"))
 
     def _finish(self, status: Optional[int], forced_code: Optional[int] = None) -> Result:
         """Record how the container ended, drop its cgroup, auto-remove if asked."""
         code = _exit_code(status) if status is not None else forced_code
-        s = self._state or {}
-        try:
-            s = self.dir.read()
-        except StateError:
-            pass
-        cg = cgroups.from_dict(s["cgroup"]) if s.get("cgroup") else None
+        s, cg = self._last_state()
         stats: Dict[str, Any] = {}
         oom = False
         if cg is not None:
