@@ -8,7 +8,7 @@
     exec [--process F | --tty --cwd D --env K=V --user U[:G] --cap C ...] [--detach]
          [--pid-file F] [--console-socket S] ID [COMMAND ARG...]
     ps [--format table|json] ID | list [--format table|json] [--quiet]
-    pause ID | resume ID
+    pause ID | resume ID | events [--stats] [--interval 5s] ID
     update [--resources FILE|-] [--memory M] [--memory-swap M] [--pids-limit N]
            [--cpu-quota N] [--cpu-period N] [--cpu-share N] [--cpuset-cpus L]
            [--cpuset-mems L] ID
@@ -83,6 +83,7 @@ _COMMANDS: Dict[str, Dict[str, Tuple[str, bool, bool]]] = {
     "features": {},
     "pause": {},
     "resume": {},
+    "events": {"stats": ("stats", False, False), "interval": ("interval", True, False)},
     "update": {
         "resources": ("resources", True, False), "r": ("resources", True, False),
         "memory": ("memory", True, False), "memory-swap": ("memory_swap", True, False),
@@ -103,7 +104,7 @@ _COMMANDS: Dict[str, Dict[str, Tuple[str, bool, bool]]] = {
 _POSITIONALS = {"create": (1, 1), "run": (1, 1), "start": (1, 1), "state": (1, 1),
                 "kill": (1, 2), "delete": (1, 1), "exec": (1, -1), "ps": (1, -1),
                 "list": (0, 0), "spec": (0, 0), "features": (0, 0), "pause": (1, 1),
-                "resume": (1, 1), "update": (1, 1)}
+                "resume": (1, 1), "update": (1, 1), "events": (1, 1)}
 _USAGE = __doc__.split("\n\n")[1] if __doc__ else ""
 
 
@@ -615,6 +616,51 @@ def _update_limits(o: Opts) -> Any:
     return lim
 
 
+def _duration(raw: str) -> float:
+    """A Go-style duration (500ms, 5s, 1m) or plain seconds."""
+    number, mult = raw, 1.0
+    for unit, scale in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if raw.endswith(unit):
+            number, mult = raw[: -len(unit)], scale
+            break
+    try:
+        value = float(number) * mult
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise UsageError(f"invalid --interval {raw!r} (a duration such as 5s or 500ms)")
+    return value
+
+
+def cmd_events(g: Opts, o: Opts, args: List[str], log: Logger) -> int:
+    """runc events: with --stats one stats record, else one every --interval (default 5s)
+    and an "oom" event when the kernel's OOM killer strikes, until the container stops."""
+    from pycontain.oci_runtime import OciError
+
+    rt, cid = _rt(g, log), args[0]
+    interval = _duration(o.get("interval") or "5s")
+
+    def emit(kind: str, data: Any) -> None:
+        sys.stdout.write(json.dumps({"type": kind, "id": cid, "data": data}) + "\n")
+        sys.stdout.flush()
+
+    data = rt.stats(cid)
+    emit("stats", data)
+    if o.get("stats"):
+        return 0
+    ooms = data["memory"]["oom_kills"]
+    while True:
+        time.sleep(interval)
+        try:
+            data = rt.stats(cid)
+        except OciError:
+            return 0  # stopped or deleted: the stream ends
+        if data["memory"]["oom_kills"] > ooms:
+            ooms = data["memory"]["oom_kills"]
+            emit("oom", None)
+        emit("stats", data)
+
+
 def cmd_update(g: Opts, o: Opts, args: List[str], log: Logger) -> int:
     _rt(g, log).update(args[0], _update_limits(o))
     return 0
@@ -623,7 +669,7 @@ def cmd_update(g: Opts, o: Opts, args: List[str], log: Logger) -> int:
 _HANDLERS = {"create": cmd_create, "run": cmd_run, "start": cmd_start, "state": cmd_state,
              "kill": cmd_kill, "delete": cmd_delete, "exec": cmd_exec, "ps": cmd_ps,
              "list": cmd_list, "spec": cmd_spec, "features": cmd_features, "pause": cmd_pause,
-             "resume": cmd_resume, "update": cmd_update}
+             "resume": cmd_resume, "update": cmd_update, "events": cmd_events}
 
 
 def _version() -> str:

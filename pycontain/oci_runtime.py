@@ -528,6 +528,25 @@ class OciRuntime:
         except cgroups.CgroupError as e:
             raise OciError(f"cannot resume container {cid}: {e}") from None
 
+    def stats(self, cid: str) -> Dict[str, Any]:
+        """runc events' stats record ("data" of a {"type": "stats"} event) for a live
+        container: cpu, memory and pids in runc's field names."""
+        st = self._live_cgroup(cid, "read the stats of",
+                               ("created", "running", "paused")).stats()
+        usec = st.get("cpu_usage_usec")
+        return {
+            "cpu": {"usage": {"total": None if usec is None else usec * 1000},
+                    "throttling": {"throttledPeriods": st.get("cpu_nr_throttled"),
+                                   "throttledTime": None if st.get("cpu_throttled_usec") is None
+                                   else st["cpu_throttled_usec"] * 1000}},
+            "memory": {"usage": {"usage": st.get("memory_current"),
+                                 "max": st.get("memory_peak"),
+                                 "limit": st.get("memory_limit"),
+                                 "failcnt": st.get("memory_failcnt")},
+                       "oom_kills": st.get("oom_kills", 0)},
+            "pids": {"current": st.get("pids_current"), "limit": st.get("pids_limit")},
+        }
+
     def update(self, cid: str, limits: cgroups.Limits) -> None:
         """runc update: new limits for a live container (None fields unchanged)."""
         if limits.empty():

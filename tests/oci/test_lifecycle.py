@@ -359,3 +359,36 @@ def test_update(oci: Oci, bundle: Bundle, tmp_path) -> None:  # type: ignore[no-
     assert oci.reap(pid) == -signal.SIGKILL
     r = oci.run("update", "--memory", "1G", cid)
     assert r.returncode == 1 and b"does not exist" in r.stderr
+
+
+def test_events(oci: Oci, bundle: Bundle) -> None:
+    import subprocess
+
+    bundle.set_args("sleep", "100")
+    bundle.edit(lambda c: c["linux"].update(resources={"memory": {"limit": 64 << 20},
+                                                       "pids": {"limit": 30}}))
+    cid = oci.new_id()
+    oci.create(bundle, cid)
+    pid = oci.state(cid)["pid"]
+    oci.run("start", cid, check=0)
+    ev = json.loads(oci.run("events", "--stats", cid, check=0).stdout)
+    assert ev["type"] == "stats" and ev["id"] == cid
+    data = ev["data"]
+    assert data["memory"]["usage"]["limit"] == 64 << 20 and data["memory"]["usage"]["usage"] > 0
+    assert data["pids"] == {"current": 1, "limit": 30}
+    assert data["cpu"]["usage"]["total"] >= 0
+    r = oci.run("events", "--interval", "soon", cid)
+    assert r.returncode == 1 and b"interval" in r.stderr
+    # Streaming: a record per interval until the container is gone.
+    p = subprocess.Popen(oci.cmd("events", "--interval", "100ms", cid), stdout=subprocess.PIPE)
+    try:
+        assert p.stdout is not None
+        for _ in range(2):
+            assert json.loads(p.stdout.readline())["type"] == "stats"
+        oci.run("delete", "--force", cid, check=0)
+        assert p.wait(timeout=10) == 0
+    finally:
+        p.kill()
+    assert oci.reap(pid) == -signal.SIGKILL
+    r = oci.run("events", "--stats", cid)
+    assert r.returncode == 1 and b"does not exist" in r.stderr
