@@ -430,6 +430,22 @@ def _build_env(image_env: Sequence[str], hostname: str,
     return [f"{k}={v}" for k, v in env.items()]
 
 
+def _cgroup_of(s: Dict[str, Any]) -> Optional[cgroups.Cgroup]:
+    """The cgroup a state record names, or None."""
+    return cgroups.from_dict(s["cgroup"]) if s.get("cgroup") else None
+
+
+def _kill_now(s: Dict[str, Any], cg: Optional[cgroups.Cgroup]) -> None:
+    """SIGKILL what is left of a container (its cgroup's members, then its main process) and
+    wait up to 10 s for the main process to be gone."""
+    if cg is not None:
+        cg.kill_all()
+    pid, start = s.get("pid"), s.get("pid_start")
+    if pid and alive(pid, start):
+        _signal_pid(int(pid), start, signal.SIGKILL)
+        _wait_dead(int(pid), start, 10.0)
+
+
 def _undo_create(e: BaseException, error: Type[Exception], sdir: StateDir,
                  cg: Optional[cgroups.Cgroup], cdir: Optional[str]) -> None:
     """A container's creation failed with ``e``: remove what it had made, and raise ``error``
@@ -811,7 +827,7 @@ class Container:
             s = self.dir.read()
         except StateError:
             pass
-        return s, (cgroups.from_dict(s["cgroup"]) if s.get("cgroup") else None)
+        return s, _cgroup_of(s)
 
     def _fail(self) -> None:
         """Creation or start failed: remove every trace."""
@@ -1013,14 +1029,9 @@ class Container:
         status = self._live_status(s)
         if status == "running" and not force:
             raise ContainerError(f"container {self.name} is running: stop it first or use rm -f")
-        cg = cgroups.from_dict(s["cgroup"]) if s.get("cgroup") else None
+        cg = _cgroup_of(s)
         if status == "running" or s.get("status") in ("created", "running"):
-            if cg is not None:
-                cg.kill_all()
-            pid, start = s.get("pid"), s.get("pid_start")
-            if pid and alive(pid, start):
-                _signal_pid(int(pid), start, signal.SIGKILL)
-                _wait_dead(int(pid), start, 10.0)
+            _kill_now(s, cg)
             # Let a live monitor record the exit first, so that it does not race our removal.
             deadline = time.monotonic() + 2.0
             while time.monotonic() < deadline and alive(s.get("monitor_pid"),

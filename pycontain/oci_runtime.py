@@ -34,10 +34,11 @@ from pycontain.container import (
     Container,
     ContainerError,
     Runtime,
+    _cgroup_of,
     _destroy,
+    _kill_now,
     _signal_pid,
     _undo_create,
-    _wait_dead,
     add_preload,
     parse_signal,
 )
@@ -499,7 +500,7 @@ class OciRuntime:
             raise OciError(str(e)) from None
         if status not in ("created", "running", "paused"):
             raise OciError(f"cannot kill container {cid}: it is {status}")
-        cg = cgroups.from_dict(s["cgroup"]) if s.get("cgroup") else None
+        cg = _cgroup_of(s)
         if all_processes and cg is not None:
             cg.kill_all(signum)
         _signal_pid(int(s["pid"]), s.get("pid_start"), signum)
@@ -563,14 +564,9 @@ class OciRuntime:
         if status != "stopped" and not force:
             raise OciError(f"cannot delete container {cid}: it is {status} (not stopped); "
                            "use --force")
-        cg = cgroups.from_dict(s["cgroup"]) if s.get("cgroup") else None
+        cg = _cgroup_of(s)
         if status != "stopped":
-            if cg is not None:
-                cg.kill_all()
-            pid, start = s.get("pid"), s.get("pid_start")
-            if pid and alive(pid, start):
-                _signal_pid(int(pid), start, signal.SIGKILL)
-                _wait_dead(int(pid), start, 10.0)
+            _kill_now(s, cg)
         hooks = self._hooks(sdir)
         try:
             if cg is not None:
