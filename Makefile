@@ -1,8 +1,8 @@
 # pyalloc + pycontain. `make demo` and `make test` work on a fresh Debian machine as root.
 PY ?= python3
 CC ?= cc
-CORE := csrc/arena.c csrc/freeindex.c csrc/pool.c csrc/slab.c
-HDRS := $(wildcard csrc/*.h)
+CORE := csrc/core/arena.c csrc/core/freeindex.c csrc/core/pool.c csrc/core/slab.c
+HDRS := $(wildcard csrc/core/*.h)
 BIN := csrc/tests/bin
 WARN := -Wall -Wextra -Werror
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -26,7 +26,7 @@ deps:
 # slow every interpreter start) for the `pyalloc` and `pycontain` commands; bytecode compiled
 # ahead so that a CLI start does not compile (PYTHONDONTWRITEBYTECODE may be set).
 build:
-	rm -f pyalloc/_native.cpython-*.so pycontain/_sys_native.cpython-*.so  # would shadow abi3 builds
+	rm -f pyalloc/_native.cpython-*.so pycontain/runtime/_sys_native.cpython-*.so  # would shadow abi3 builds
 	$(PY) setup.py -q build_ext --inplace
 	$(PY) -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-build-isolation --no-deps --config-settings editable_mode=compat -e .
 	$(PY) -m compileall -q pyalloc pycontain
@@ -48,15 +48,15 @@ ctest: $(BIN)/stress-asan $(BIN)/stress $(BIN)/test_api-asan
 
 $(BIN)/stress-asan: csrc/tests/stress.c $(CORE) $(HDRS)
 	@mkdir -p $(BIN)
-	$(CC) -std=gnu11 -g -O1 $(WARN) $(SAN) -Icsrc -o $@ csrc/tests/stress.c $(CORE) -pthread
+	$(CC) -std=gnu11 -g -O1 $(WARN) $(SAN) -Icsrc/core -o $@ csrc/tests/stress.c $(CORE) -pthread
 
 $(BIN)/test_api-asan: csrc/tests/test_api.c $(CORE) $(HDRS)
 	@mkdir -p $(BIN)
-	$(CC) -std=gnu11 -g -O1 $(WARN) $(SAN) -Icsrc -o $@ csrc/tests/test_api.c $(CORE) -pthread
+	$(CC) -std=gnu11 -g -O1 $(WARN) $(SAN) -Icsrc/core -o $@ csrc/tests/test_api.c $(CORE) -pthread
 
 $(BIN)/stress: csrc/tests/stress.c $(CORE) $(HDRS)
 	@mkdir -p $(BIN)
-	$(CC) -std=gnu11 -g -O2 $(WARN) -Icsrc -o $@ csrc/tests/stress.c $(CORE) -pthread
+	$(CC) -std=gnu11 -g -O2 $(WARN) -Icsrc/core -o $@ csrc/tests/stress.c $(CORE) -pthread
 
 pytest:
 	$(PY) -m pytest -q $(PYTEST_ARGS)
@@ -83,4 +83,4 @@ bench-compare: setup
 	$(PY) -m pytest bench -q --benchmark-only --benchmark-compare --benchmark-compare-fail=$(BENCH_FAIL) $(BENCH_ARGS)
 
 clean:
-	rm -rf build $(BIN) *.egg-info pyalloc/*.so pyalloc/_native.c pycontain/*.so pycontain/_sys_native.c csrc/*.o pyalloc/*.o pycontain/*.o
+	rm -rf build $(BIN) *.egg-info pyalloc/*.so pyalloc/_native.c pycontain/runtime/*.so pycontain/runtime/_sys_native.c pyalloc/*.o

@@ -41,7 +41,7 @@ class BuildExtWithPreload(build_ext):
 
 CFFI_MODULES = [
     "pyalloc/_build.py:ffibuilder",
-    "pycontain/_sys_build.py:ffibuilder",
+    "pycontain/runtime/_sys_build.py:ffibuilder",
 ]
 
 setup(

@@ -8,7 +8,7 @@ Programs traced (each with libpyalloc.so preloaded, PYALLOC_TCACHE=0):
   cpython   python3 -m compileall on the stdlib's email and json packages, PYTHONMALLOC=malloc
             so that every object goes through malloc
   sqlite3   a 30,000-row table: inserts, an index, grouping, joins, updates, deletes, VACUUM
-  cc1       gcc -O2 compiling csrc/pool.c (the compiler proper, cc1, is the traced process)
+  cc1       gcc -O2 compiling csrc/core/pool.c (the compiler proper, cc1, is the traced process)
 """
 
 from __future__ import annotations
@@ -58,9 +58,9 @@ def record(name: str, tmp: str) -> Tuple[str, str]:
         desc = ("sqlite3 building, indexing, grouping, joining, updating and vacuuming 30,000 "
                 "rows (bench/preload/workload.sql)")
     elif name == "cc1":
-        cmd = ["gcc", "-O2", "-c", "-I", os.path.join(ROOT, "csrc"),
-               os.path.join(ROOT, "csrc", "pool.c"), "-o", os.path.join(tmp, "pool.o")]
-        desc = "gcc -O2 compiling csrc/pool.c (the trace of cc1, the compiler proper)"
+        cmd = ["gcc", "-O2", "-c", "-I", os.path.join(ROOT, "csrc", "core"),
+               os.path.join(ROOT, "csrc", "core", "pool.c"), "-o", os.path.join(tmp, "pool.o")]
+        desc = "gcc -O2 compiling csrc/core/pool.c (the trace of cc1, the compiler proper)"
     else:
         raise ValueError(name)
     subprocess.run(cmd, env=env, check=True, input=SQL.encode() if name == "sqlite3" else None,

@@ -5,7 +5,7 @@ to exit (this process is the subreaper, as conmon is, and reaps it) + ``delete I
 busybox bundle (``runc spec`` config, not a terminal) running ``/bin/true`` with pid, network,
 ipc, uts, mount and cgroup namespaces and a fresh cgroup each time. Needs root, runc, busybox and
 the native module built (``make build``). The command measured is a launcher of this tree's
-``pycontain.oci_cli`` (the console script's two lines), or ``$PYCONTAIN_OCI``.
+``pycontain.oci.cli`` (the console script's two lines), or ``$PYCONTAIN_OCI``.
 
     python3 -m pytest bench/test_bench_oci.py --benchmark-only
     python3 -m pytest bench/test_bench_oci.py -k interleaved -s     # medians side by side
@@ -34,7 +34,7 @@ from procstat import peak_rss_kb  # noqa: E402
 
 
 def _launcher() -> str:
-    """What the console script does (``from pycontain.oci_cli import main``), bound to this
+    """What the console script does (``from pycontain.oci.cli import main``), bound to this
     tree and to this interpreter, written next to the other temporary files."""
     import tempfile
 
@@ -42,7 +42,7 @@ def _launcher() -> str:
     path = os.path.join(d, "pycontain-oci")
     with open(path, "w") as f:
         f.write(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {ROOT!r})\n"
-                "from pycontain.oci_cli import main\nsys.exit(main())\n")
+                "from pycontain.oci.cli import main\nsys.exit(main())\n")
     os.chmod(path, 0o755)
     return path
 
@@ -62,7 +62,7 @@ _counter = itertools.count()
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, str]]:
-    from pycontain import _sys
+    from pycontain.runtime import _sys
 
     _sys.prctl(_sys.PR_SET_CHILD_SUBREAPER, 1)
     base = tmp_path_factory.mktemp("ocibench")

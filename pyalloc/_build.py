@@ -1,4 +1,5 @@
-"""cffi builder (out-of-line API mode) for pyalloc._native, compiled from csrc/."""
+"""cffi builder (out-of-line API mode) for pyalloc._native, compiled from csrc/core/ and the
+trace replay of csrc/preload/."""
 
 import os
 import sys
@@ -9,7 +10,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from _sources import CORE_CFLAGS, CORE_SOURCES, TOOL_SOURCES  # noqa: E402
+from _sources import CORE_CFLAGS, CORE_SOURCES, INCLUDE_DIRS, TOOL_SOURCES  # noqa: E402
 
 CDEF = """
 #define PA_ALIGN 16
@@ -98,7 +99,7 @@ int pa_trace_replay_series(const char *path, int policy, uint64_t every,
 
 SOURCE = """
 #include "pyalloc.h"
-#include "trace.h"
+#include "preload/trace.h"
 static const size_t PA_MAX_ALIGN_VALUE = PA_MAX_ALIGN;
 static const size_t PA_POOL_MAX_CAPACITY_VALUE = PA_POOL_MAX_CAPACITY;
 """
@@ -109,7 +110,7 @@ ffibuilder.set_source(
     "pyalloc._native",
     SOURCE,
     sources=[os.path.relpath(os.path.join(ROOT, s)) for s in CORE_SOURCES + TOOL_SOURCES],
-    include_dirs=[os.path.relpath(os.path.join(ROOT, "csrc"))],
+    include_dirs=[os.path.relpath(os.path.join(ROOT, d)) for d in INCLUDE_DIRS],
     extra_compile_args=[f for f in CORE_CFLAGS if f != "-Werror"] + ["-Werror"],
     libraries=["pthread"],
 )

@@ -18,25 +18,30 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, List, Optional, Sequence
 
-    from pycontain.container import Container, Result, Runtime
+    from pycontain.runtime.container import Container
+    from pycontain.runtime.result import Result
+    from pycontain.runtime.runtime import Runtime
 
 __all__ = ["Container", "ContainerError", "Result", "Runtime", "containers", "get", "run",
            "start"]
 __version__ = "0.1.0"
 
-_LAZY = {"Container", "ContainerError", "Result", "Runtime", "parse_size"}
+# Where each name of the API lives (imported on first use: the command line must start fast).
+_LAZY = {"Container": "pycontain.runtime.container", "ContainerError": "pycontain.errors",
+         "Result": "pycontain.runtime.result", "Runtime": "pycontain.runtime.runtime",
+         "parse_size": "pycontain.runtime.args"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from pycontain import container
+        import importlib
 
-        return getattr(container, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'pycontain' has no attribute {name!r}")
 
 
 def _runtime(root: Optional[str], storage: Optional[str], cgroup_parent: Optional[str]) -> Runtime:
-    from pycontain.container import Runtime
+    from pycontain.runtime.runtime import Runtime
 
     return Runtime(root, storage, cgroup_parent)
 

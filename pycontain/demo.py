@@ -131,7 +131,7 @@ def _busybox_rootfs(tmp: str, busybox: str) -> str:
 
 
 def _image_part(pycontain: Any, tmp: str, rootfs: str, roots: Dict[str, str]) -> None:
-    from pycontain.layerstore import ImageStore
+    from pycontain.image.store import ImageStore
 
     tar = os.path.join(tmp, "busybox-rootfs.tar")
     with tarfile.open(tar, "w") as t:
@@ -154,7 +154,7 @@ def _oci_part(tmp: str, rootfs: str) -> None:
     """runc's command line, as podman or containerd drive it: create, start, state, delete."""
     bundle = os.path.join(tmp, "bundle")
     os.makedirs(bundle)
-    oci = [sys.executable, "-m", "pycontain.oci_cli", "--root", os.path.join(tmp, "oci")]
+    oci = [sys.executable, "-m", "pycontain.oci.cli", "--root", os.path.join(tmp, "oci")]
     subprocess.run([*oci, "spec", "--bundle", bundle], check=True)
     with open(os.path.join(bundle, "config.json")) as f:
         cfg = json.load(f)

@@ -28,11 +28,11 @@ needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (namespaces, mou
 
 
 def _ensure_native() -> None:
-    """Build pycontain._sys_native in place if it is missing (e.g. plain `pytest` in a clone)."""
+    """Build pycontain.runtime._sys_native in place if it is missing (plain `pytest` in a clone)."""
     try:
-        import pycontain._sys_native  # noqa: F401
+        import pycontain.runtime._sys_native  # noqa: F401
     except ImportError:
-        sys.path.insert(0, os.path.join(ROOT_DIR, "pycontain"))
+        sys.path.insert(0, os.path.join(ROOT_DIR, "pycontain", "runtime"))
         import _sys_build  # type: ignore[import-not-found]
 
         _sys_build.build_inplace()
@@ -119,7 +119,7 @@ class RuntimeRoots:
         return out
 
     def force_clean(self) -> None:
-        from pycontain.container import Runtime
+        from pycontain.runtime.runtime import Runtime
 
         rt = Runtime(self.root, self.storage)
         for c in rt.containers():

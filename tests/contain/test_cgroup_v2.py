@@ -12,8 +12,10 @@ import signal
 
 import pytest
 
-from pycontain import cgroups
-from pycontain.spec import Resources
+from pycontain.runtime import cgroups
+from pycontain.runtime.cgroups import base
+from pycontain.runtime.cgroups.v2 import CgroupV2, V2Driver
+from pycontain.runtime.spec import Resources
 
 ROOT_FILES = {
     "cgroup.controllers": "cpuset cpu io memory hugetlb pids rdma misc\n",
@@ -74,8 +76,8 @@ def fake_tree(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
                 raise OSError(16, "Device or resource busy")
         shutil.rmtree(path)
 
-    monkeypatch.setattr(cgroups, "_mkdir", fake_mkdir)
-    monkeypatch.setattr(cgroups, "_rmdir", fake_rmdir)
+    monkeypatch.setattr(base, "_mkdir", fake_mkdir)
+    monkeypatch.setattr(base, "_rmdir", fake_rmdir)
     return root
 
 
@@ -87,17 +89,17 @@ def read(path) -> str:  # type: ignore[no-untyped-def]
 def test_detect_prefers_unified_mount_with_controllers(fake_tree) -> None:  # type: ignore[no-untyped-def]
     info = (f"41 31 0:38 / {fake_tree} rw,relatime - cgroup2 cgroup2 rw\n")
     d = cgroups.detect(info)
-    assert isinstance(d, cgroups.V2Driver) and d.root == str(fake_tree)
+    assert isinstance(d, V2Driver) and d.root == str(fake_tree)
     (fake_tree / "cgroup.controllers").write_text("cpu io\n")  # no memory: not usable
     with pytest.raises(cgroups.CgroupError):
         cgroups.detect(info)
 
 
 def test_create_applies_limits(fake_tree) -> None:  # type: ignore[no-untyped-def]
-    drv = cgroups.V2Driver(str(fake_tree))
+    drv = V2Driver(str(fake_tree))
     res = Resources(memory_limit=64 << 20, pids_limit=50, cpu_quota=50000, cpu_period=100000)
     cg = drv.create("c1", res)
-    assert isinstance(cg, cgroups.CgroupV2)
+    assert isinstance(cg, CgroupV2)
     path = fake_tree / "pycontain" / "c1"
     assert cg.path == str(path)
     # controllers enabled all the way down
@@ -115,7 +117,7 @@ def test_create_applies_limits(fake_tree) -> None:  # type: ignore[no-untyped-de
 
 
 def test_swap_allowance_and_unlimited(fake_tree) -> None:  # type: ignore[no-untyped-def]
-    drv = cgroups.V2Driver(str(fake_tree))
+    drv = V2Driver(str(fake_tree))
     cg = drv.create("c2", Resources(memory_limit=100, memory_swap=300))
     assert read(fake_tree / "pycontain" / "c2" / "memory.swap.max") == "200"
     cg.remove(timeout=1)
@@ -125,7 +127,7 @@ def test_swap_allowance_and_unlimited(fake_tree) -> None:  # type: ignore[no-unt
 
 
 def test_stats_and_oom_detection(fake_tree) -> None:  # type: ignore[no-untyped-def]
-    drv = cgroups.V2Driver(str(fake_tree))
+    drv = V2Driver(str(fake_tree))
     cg = drv.create("c4", Resources(memory_limit=1 << 20))
     path = fake_tree / "pycontain" / "c4"
     assert cg.oom_kills() == 0
@@ -151,13 +153,13 @@ def test_stats_and_oom_detection(fake_tree) -> None:  # type: ignore[no-untyped-
 
 
 def test_kill_all_uses_cgroup_kill_and_remove_retries(fake_tree, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    drv = cgroups.V2Driver(str(fake_tree))
+    drv = V2Driver(str(fake_tree))
     cg = drv.create("c5", Resources())
     path = fake_tree / "pycontain" / "c5"
     (path / "cgroup.procs").write_text("4242\n")
     kills = []
 
-    real_write = cgroups._write
+    real_write = base._write
 
     def spy_write(p: str, value: str) -> None:
         real_write(p, value)
@@ -165,18 +167,18 @@ def test_kill_all_uses_cgroup_kill_and_remove_retries(fake_tree, monkeypatch) ->
             kills.append(value)
             (path / "cgroup.procs").write_text("")  # the "kernel" kills everything
 
-    monkeypatch.setattr(cgroups, "_write", spy_write)
+    monkeypatch.setattr(base, "_write", spy_write)
     cg.remove(timeout=2)  # busy first, then kill, then empty
     assert kills == ["1"]
     assert not path.exists()
 
 
 def test_remove_gives_up_with_clear_error(fake_tree, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    drv = cgroups.V2Driver(str(fake_tree))
+    drv = V2Driver(str(fake_tree))
     cg = drv.create("c6", Resources())
     path = fake_tree / "pycontain" / "c6"
     (path / "cgroup.procs").write_text("999999\n")
-    monkeypatch.setattr(cgroups.CgroupV2, "kill_all", lambda self, sig=signal.SIGKILL: None)
+    monkeypatch.setattr(CgroupV2, "kill_all", lambda self, sig=signal.SIGKILL: None)
     with pytest.raises(cgroups.CgroupError, match="still busy"):
         cg.remove(timeout=0.05)
     (path / "cgroup.procs").write_text("")
@@ -186,14 +188,14 @@ def test_remove_gives_up_with_clear_error(fake_tree, monkeypatch) -> None:  # ty
 def test_missing_controller_is_an_error(fake_tree) -> None:  # type: ignore[no-untyped-def]
     (fake_tree / "cgroup.controllers").write_text("cpu io\n")
     with pytest.raises(cgroups.CgroupError, match="memory"):
-        cgroups.V2Driver(str(fake_tree)).create("c7", Resources())
+        V2Driver(str(fake_tree)).create("c7", Resources())
     assert not (fake_tree / "pycontain" / "c7").exists()
 
 
 def _freezing_kernel(monkeypatch, path, delay_reads: int = 0) -> None:  # type: ignore[no-untyped-def]
     """Fake kernel: writing cgroup.freeze sets "frozen" in cgroup.events, after
     ``delay_reads`` reads of cgroup.events (the kernel freezes asynchronously)."""
-    real_write, real_read = cgroups._write, cgroups._read
+    real_write, real_read = base._write, base._read
     pending = {"n": 0, "value": None}
 
     def write(p: str, value: str) -> None:
@@ -210,12 +212,12 @@ def _freezing_kernel(monkeypatch, path, delay_reads: int = 0) -> None:  # type: 
             pending["n"] -= 1
         return real_read(p)
 
-    monkeypatch.setattr(cgroups, "_write", write)
-    monkeypatch.setattr(cgroups, "_read", read)
+    monkeypatch.setattr(base, "_write", write)
+    monkeypatch.setattr(base, "_read", read)
 
 
 def test_freeze_and_thaw(fake_tree, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    cg = cgroups.V2Driver(str(fake_tree)).create("f1", Resources())
+    cg = V2Driver(str(fake_tree)).create("f1", Resources())
     path = fake_tree / "pycontain" / "f1"
     _freezing_kernel(monkeypatch, path, delay_reads=3)
     assert not cg.frozen()
@@ -228,7 +230,7 @@ def test_freeze_and_thaw(fake_tree, monkeypatch) -> None:  # type: ignore[no-unt
 
 
 def test_freeze_timeout_thaws_back(fake_tree, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    cg = cgroups.V2Driver(str(fake_tree)).create("f2", Resources())
+    cg = V2Driver(str(fake_tree)).create("f2", Resources())
     path = fake_tree / "pycontain" / "f2"
     _freezing_kernel(monkeypatch, path, delay_reads=10 ** 9)  # never reports frozen
     with pytest.raises(cgroups.CgroupError, match="did not freeze"):
@@ -238,7 +240,7 @@ def test_freeze_timeout_thaws_back(fake_tree, monkeypatch) -> None:  # type: ign
 
 
 def test_freeze_without_cgroup_freeze_file(fake_tree) -> None:  # type: ignore[no-untyped-def]
-    cg = cgroups.V2Driver(str(fake_tree)).create("f3", Resources())
+    cg = V2Driver(str(fake_tree)).create("f3", Resources())
     os.unlink(fake_tree / "pycontain" / "f3" / "cgroup.freeze")  # a kernel older than 5.2
     with pytest.raises(cgroups.CgroupError, match=r"cgroup\.freeze"):
         cg.freeze()
@@ -247,7 +249,7 @@ def test_freeze_without_cgroup_freeze_file(fake_tree) -> None:  # type: ignore[n
 
 
 def test_sigkill_thaws_a_frozen_cgroup(fake_tree, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    cg = cgroups.V2Driver(str(fake_tree)).create("f4", Resources())
+    cg = V2Driver(str(fake_tree)).create("f4", Resources())
     path = fake_tree / "pycontain" / "f4"
     _freezing_kernel(monkeypatch, path)
     cg.freeze()
@@ -260,7 +262,7 @@ def test_sigkill_thaws_a_frozen_cgroup(fake_tree, monkeypatch) -> None:  # type:
 
 
 def test_update_writes_only_what_changes(fake_tree) -> None:  # type: ignore[no-untyped-def]
-    drv = cgroups.V2Driver(str(fake_tree))
+    drv = V2Driver(str(fake_tree))
     cg = drv.create("u1", Resources(memory_limit=64 << 20, pids_limit=10, cpu_quota=50000,
                                     cpu_period=100000))
     path = fake_tree / "pycontain" / "u1"

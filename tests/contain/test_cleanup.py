@@ -14,7 +14,7 @@ import time
 import pytest
 
 import pycontain
-from pycontain.state import alive
+from pycontain.runtime.state import alive
 
 
 def _wait(pred, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ import pytest
 
 import pycontain
 from pycontain import cli
-from pycontain.container import ContainerError
+from pycontain.errors import ContainerError
 
 
 def one_line_125(p) -> str:  # type: ignore[no-untyped-def]

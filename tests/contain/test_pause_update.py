@@ -8,7 +8,7 @@ import time
 import pytest
 
 import pycontain
-from pycontain.container import ContainerError
+from pycontain.errors import ContainerError
 
 # Writes an ever-growing counter to /tmp/n every 20 ms.
 COUNTER = "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.02; done"

@@ -7,8 +7,11 @@ import os
 
 import pytest
 
-from pycontain import cgroups, rootfs, spec, state
-from pycontain.container import ContainerError, parse_cpus, parse_signal, parse_size, parse_volume
+from pycontain.errors import ContainerError
+from pycontain.runtime import cgroups, rootfs, spec, state
+from pycontain.runtime.args import parse_cpus, parse_signal, parse_size, parse_volume
+from pycontain.runtime.cgroups.v1 import V1Driver
+from pycontain.runtime.cgroups.v2 import V2Driver
 
 
 @pytest.mark.parametrize(
@@ -85,7 +88,7 @@ def test_caps_mask() -> None:
 
 
 def test_parse_mount_options() -> None:
-    from pycontain import _sys
+    from pycontain.runtime import _sys
 
     flags, prop, data = rootfs.parse_options(["nosuid", "ro", "mode=755", "rprivate", "size=1k"])
     assert flags == _sys.MS_NOSUID | _sys.MS_RDONLY
@@ -147,14 +150,14 @@ MOUNTINFO_V2 = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdel
 
 def test_detect_drivers() -> None:
     d1 = cgroups.detect(MOUNTINFO_V1)
-    assert isinstance(d1, cgroups.V1Driver)
+    assert isinstance(d1, V1Driver)
     assert d1.mounts["memory"] == "/sys/fs/cgroup/memory"
     assert d1.mounts["cpuacct"] == "/sys/fs/cgroup/cpuacct"
     d2 = cgroups.detect(MOUNTINFO_COMOUNT)
-    assert isinstance(d2, cgroups.V1Driver)
+    assert isinstance(d2, V1Driver)
     assert d2.mounts["cpu"] == d2.mounts["cpuacct"] == "/sys/fs/cgroup/cpu,cpuacct"
     d3 = cgroups.detect(MOUNTINFO_V2)
-    assert isinstance(d3, cgroups.V2Driver) and d3.root == "/sys/fs/cgroup"
+    assert isinstance(d3, V2Driver) and d3.root == "/sys/fs/cgroup"
     with pytest.raises(cgroups.CgroupError):
         cgroups.detect("")
 
@@ -172,15 +175,15 @@ def test_detect_drivers() -> None:
     ],
 )
 def test_fast_run_parser_matches_argparse(argv: list) -> None:
-    from pycontain import cli
+    from pycontain.cli import parser
 
-    fast = cli._fast_run_args(argv)
+    fast = parser._fast_run_args(argv)
     assert fast is not None
-    slow = cli._parser().parse_args(argv)
+    slow = parser._parser().parse_args(argv)
     slow_vars = vars(slow)
-    slow_vars["command"] = cli._strip_dashdash(slow_vars["command"])
+    slow_vars["command"] = parser._strip_dashdash(slow_vars["command"])
     fast_vars = vars(fast)
-    fast_vars["command"] = cli._strip_dashdash(fast_vars["command"])
+    fast_vars["command"] = parser._strip_dashdash(fast_vars["command"])
     assert fast_vars == slow_vars
 
 
@@ -188,6 +191,6 @@ def test_fast_run_parser_matches_argparse(argv: list) -> None:
     "argv", [["run", "--preload", "--", "x"], ["run", "-h"], ["run", "--bogus", "x"],
              ["run", "--name"], ["ps"], ["run", "--image", "a", "--rootfs", "/r", "x"]])
 def test_fast_run_parser_defers_to_argparse(argv: list) -> None:
-    from pycontain import cli
+    from pycontain.cli import parser
 
-    assert cli._fast_run_args(argv) is None
+    assert parser._fast_run_args(argv) is None

@@ -33,7 +33,7 @@ ROOT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 if ROOT_DIR not in sys.path:
     sys.path.insert(0, ROOT_DIR)
 
-from pycontain.layerstore import ImageStore  # noqa: E402
+from pycontain.image.store import ImageStore  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"

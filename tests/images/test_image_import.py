@@ -11,8 +11,10 @@ import subprocess
 import pytest
 from conftest import TAG, BuiltImages, merged_tree, oci_manifest, run, tar_bytes, tree
 
-from pycontain import imageformats
-from pycontain.layerstore import ImageError, ImageStore, parse_reference
+from pycontain.image import importer
+from pycontain.image.errors import ImageError
+from pycontain.image.reference import parse_reference
+from pycontain.image.store import ImageStore
 
 
 def _check_image_tree(store: ImageStore, ref: str, images: BuiltImages, tmp: str) -> None:
@@ -36,7 +38,7 @@ def test_import_shows_exactly_the_right_files(store: ImageStore, images: BuiltIm
                                               tmp_path, fmt: str) -> None:  # type: ignore[no-untyped-def]
     path = {"oci-dir": images.oci, "oci-tar": images.oci_tar,
             "docker-archive": images.docker_tar}[fmt]
-    assert imageformats.detect_format(path) == ("docker-archive" if fmt == "docker-archive"
+    assert importer.detect_format(path) == ("docker-archive" if fmt == "docker-archive"
                                                 else "oci")
     name = None if fmt == "docker-archive" else f"bbox:{TAG}"
     img = store.import_image(path, name=name)
@@ -110,7 +112,7 @@ def test_rootfs_tar_and_dir(store: ImageStore, images: BuiltImages, tmp_path) ->
     golden = os.path.join(images.golden, "rootfs")
     tgz = str(tmp_path / "rootfs.tar.gz")
     run("tar", "-C", golden, "-czf", tgz, ".")
-    assert imageformats.detect_format(tgz) == "rootfs-tar"
+    assert importer.detect_format(tgz) == "rootfs-tar"
     t = store.import_image(tgz)
     assert t.reference == "rootfs:latest" and len(t.layers) == 1
     assert t.cmd == [] and t.env[0].startswith("PATH=")
@@ -159,7 +161,7 @@ def test_zstd_missing_is_a_clear_error(store: ImageStore, images: BuiltImages, t
                                        monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import builtins
 
-    from pycontain import tarlayer
+    from pycontain.image import tarlayer
 
     layout = _zstd_layout(images, tmp_path)
     real_import = builtins.__import__

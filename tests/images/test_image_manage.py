@@ -22,7 +22,9 @@ from conftest import (
     tree,
 )
 
-from pycontain.layerstore import Image, ImageError, ImageInUseError, ImageStore
+from pycontain.image.errors import ImageError, ImageInUseError
+from pycontain.image.model import Image
+from pycontain.image.store import ImageStore
 
 
 def fake_container(store: ImageStore, name: str, img: Image, **extra: object) -> str:
@@ -252,7 +254,7 @@ def test_commit_errors(store: ImageStore, images: BuiltImages, tmp_path) -> None
 def cli(store: ImageStore, *args: str, check: int = 0) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYCONTAIN_STORAGE=store.storage, PYCONTAIN_ROOT=store.root,
                PYTHONPATH=ROOT_DIR)
-    p = subprocess.run([sys.executable, "-m", "pycontain.image_cli", *args], env=env,
+    p = subprocess.run([sys.executable, "-m", "pycontain", *args], env=env,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == check, (args, p.stdout, p.stderr)
     return p
@@ -304,36 +306,13 @@ def test_cli_commit(store: ImageStore, images: BuiltImages, tmp_path) -> None:  
 
 
 # ---------------------------------------------------------------------------------------------
-# Running (the runtime's API; its store swapped for this one until the CLI is wired)
+# Running (the runtime's API on this store)
 
 
-def test_run_an_imported_image(store: ImageStore, images: BuiltImages, tmp_path,
-                               monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    try:
-        import pycontain
-        from pycontain import container
-    except ImportError as e:  # pragma: no cover
-        pytest.skip(f"pycontain.run is not importable yet: {e}")
-    if not hasattr(pycontain, "run"):  # pragma: no cover
-        pytest.skip("pycontain.run is not available yet")
-    try:
-        import pycontain._sys_native
-    except ImportError:
-        sys.path.insert(0, os.path.join(ROOT_DIR, "pycontain"))
-        import _sys_build  # type: ignore[import-not-found]
-
-        _sys_build.build_inplace()
-    import pycontain.images as images_mod
+def test_run_an_imported_image(store: ImageStore, images: BuiltImages, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pycontain
 
     root = store.root
-
-    def make_store(storage: str, root: str = root, **kw: object) -> ImageStore:
-        return ImageStore(storage, root=root)
-
-    if images_mod.ImageStore is not ImageStore:  # not integrated yet: swap the store in
-        monkeypatch.setattr(images_mod, "ImageStore", make_store)
-        monkeypatch.setattr(container, "ImageStore", make_store)
-        monkeypatch.setattr(container, "ImageError", ImageError)
     img = store.import_image(images.oci, name=f"bbox:{TAG}")
     try:
         r = pycontain.run(["/bin/busybox", "sh", "-c",

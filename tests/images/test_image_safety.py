@@ -16,8 +16,9 @@ import pytest
 from conftest import ROOT_DIR, TAG, BuiltImages, oci_manifest, snapshot, tar_bytes
 from test_image_import import rewrite_layer
 
-from pycontain import tarlayer
-from pycontain.layerstore import ImageError, ImageStore
+from pycontain.image import tarlayer
+from pycontain.image.errors import ImageError
+from pycontain.image.store import ImageStore
 
 
 @pytest.fixture
@@ -250,14 +251,14 @@ def test_crash_mid_import_leaves_nothing_visible(store: ImageStore, images: Buil
     code = f"""
 import os, sys
 sys.path.insert(0, {ROOT_DIR!r})
-from pycontain import layerstore
-from pycontain.layerstore import ImageStore
+from pycontain.image import store
+from pycontain.image.store import ImageStore
 real = os.rename
 def crash(src, dst):
     if "/layers/sha256/" in dst:
         os._exit(9)
     return real(src, dst)
-layerstore.os.rename = crash
+store.os.rename = crash
 ImageStore({store.storage!r}, root={store.root!r}).import_image({images.oci!r}, name="x:{TAG}")
 """
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)

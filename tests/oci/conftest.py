@@ -34,7 +34,7 @@ CGROUP_PARENT = "pycontain-oci-test"
 
 def _oci_bin() -> Optional[str]:
     """The command under test: $PYCONTAIN_OCI if set (e.g. the installed console script),
-    else a launcher for *this* tree's pycontain.oci_cli (what an installed console script does,
+    else a launcher for *this* tree's pycontain.oci.cli (what an installed console script does,
     without depending on where the shared editable install currently points)."""
     if os.environ.get("PYCONTAIN_OCI"):
         return os.environ["PYCONTAIN_OCI"]
@@ -45,7 +45,7 @@ def _oci_bin() -> Optional[str]:
     d = os.path.join(tempfile.gettempdir(), f"pycontain-oci-launcher-{tag}")
     path = os.path.join(d, "pycontain-oci")
     text = (f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {ROOT_DIR!r})\n"
-            "from pycontain.oci_cli import main\nsys.exit(main())\n")
+            "from pycontain.oci.cli import main\nsys.exit(main())\n")
     os.makedirs(d, exist_ok=True)
     tmp = f"{path}.{os.getpid()}"
     with open(tmp, "w") as f:
@@ -244,7 +244,7 @@ def _reap_all() -> None:
 def _subreaper() -> Iterator[None]:
     """Be the containers' subreaper (as conmon is); afterwards drop the test cgroup parent."""
     if IS_ROOT:
-        from pycontain import _sys
+        from pycontain.runtime import _sys
 
         _sys.prctl(_sys.PR_SET_CHILD_SUBREAPER, 1)
     yield

@@ -187,9 +187,9 @@ def test_join_namespace_by_path(oci: Oci, bundle: Bundle) -> None:
 
 
 def test_seccomp(oci: Oci, bundle: Bundle) -> None:
-    from pycontain import oci_seccomp
+    from pycontain.runtime import seccomp
 
-    if not oci_seccomp.available():
+    if not seccomp.available():
         pytest.skip("libseccomp.so.2 is not available")
 
     def edit(c: Dict[str, Any]) -> None:

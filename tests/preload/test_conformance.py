@@ -81,7 +81,7 @@ def test_c_tests_under_sanitizers(cbuild, san):
 @pytest.mark.skipif(not shutil.which("valgrind"), reason="valgrind not installed")
 def test_trace_replay_under_valgrind(cbuild, libpyalloc, tmp_path, cc):
     """The replay engine (C, in the cffi module) is memcheck-clean: built here as a tiny
-    program over csrc/trace.c and the core."""
+    program over csrc/preload/replay.c and the core."""
     from conftest import ROOT
 
     trace = tmp_path / "t.bin"
@@ -90,15 +90,16 @@ def test_trace_replay_under_valgrind(cbuild, libpyalloc, tmp_path, cc):
     assert res.returncode == 0
     main = tmp_path / "replay_main.c"
     main.write_text(
-        '#include <stdio.h>\n#include "trace.h"\n'
+        '#include <stdio.h>\n#include "preload/trace.h"\n'
         "int main(int c, char **v) { pa_replay_result r; int rc = 0;\n"
         "  for (int p = 0; p < 4; p++) rc |= pa_trace_replay(v[1], p, &r);\n"
         '  printf("%llu\\n", (unsigned long long)r.peak_live); return rc; }\n')
     exe = tmp_path / "replay"
-    srcs = [str(ROOT / "csrc" / f) for f in
-            ("arena.c", "freeindex.c", "pool.c", "slab.c", "trace.c")]
-    subprocess.run([cc, "-std=gnu11", "-O1", "-g", "-I", str(ROOT / "csrc"), "-o", str(exe),
-                    str(main), *srcs, "-pthread"], check=True)
+    srcs = [str(ROOT / "csrc" / f) for f in ("core/arena.c", "core/freeindex.c",
+                                             "core/pool.c", "core/slab.c", "preload/replay.c")]
+    subprocess.run([cc, "-std=gnu11", "-O1", "-g", "-I", str(ROOT / "csrc" / "core"), "-I",
+                    str(ROOT / "csrc"), "-o", str(exe), str(main), *srcs, "-pthread"],
+                   check=True)
     res = run(["valgrind", "-q", "--error-exitcode=9", str(exe), str(trace)], plain_env(),
               timeout=300)
     assert res.returncode == 0, res.stderr.decode()[-3000:]

@@ -1,0 +1,240 @@
+/* internal.h - shared state of the LD_PRELOAD front end (libpyalloc.so), internal.
+ *
+ * Request routing (see docs/preload.md for the reasons behind each number):
+ *   n <= PA_SMALL_MAX        size classes: per-thread caches (TLS, initial-exec), refilled in
+ *                            batches from 16 KiB spans owned by an arena (small.c)
+ *   n <  g.huge_min          the arena's pa_pool, with the configured policy (preload.c)
+ *   n >= g.huge_min          mmap / mremap / munmap, with a registry (huge.c)
+ * With PYALLOC_TCACHE=0 the first row is skipped: small requests go to the pools too.
+ *
+ * Ownership of a pointer is found from its address alone: all small spans live in one
+ * reserved region (arena k owns the k-th slice), pools are a handful of address ranges, and
+ * huge blocks are looked up in a hash table. Anything else is a foreign pointer.
+ */
+#ifndef PA_PRELOAD_INTERNAL_H
+#define PA_PRELOAD_INTERNAL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pyalloc.h"
+
+#define PA_EXPORT __attribute__((visibility("default")))
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define PA_HIDDEN __attribute__((visibility("hidden")))
+
+#ifndef PA_SMALL_MAX
+#define PA_SMALL_MAX 4096             /* largest size served by the size classes */
+#endif
+#define PA_NCLASSES_MAX 40
+#ifndef PA_SPAN_SHIFT
+#define PA_SPAN_SHIFT 14              /* 16 KiB spans (see docs/preload.md) */
+#endif
+#define PA_SPAN_SIZE ((size_t)1 << PA_SPAN_SHIFT)
+#define PA_MAX_ARENAS 16
+#define PA_DEFAULT_HUGE ((size_t)1 << 20)   /* initial mmap threshold */
+#define PA_HUGE_DYN_MAX ((size_t)32 << 20)  /* the dynamic threshold stops here (glibc's) */
+#define PA_POOL_CAPACITY ((size_t)1 << 38)  /* address space reserved per arena pool (256 GiB) */
+#define PA_REGION_SLICE ((size_t)1 << 34)   /* small-span address space per arena (16 GiB) */
+#define PA_CLS_NONE 0xFF
+/* Medium blocks (above PA_SMALL_MAX, up to PA_MEDIUM_MAX) come from the pools; with thread
+ * caches on, their sizes are rounded up to classes of four per doubling and freed blocks are
+ * kept per arena and class (PA_MCACHE_COUNT at most, PA_MCACHE_BYTES in all), so that hot
+ * medium sizes skip the pool's free index. PYALLOC_TCACHE=0 turns this off too. */
+#define PA_MEDIUM_MAX ((size_t)256 << 10)
+#define PA_MCLASSES 24
+#define PA_MCACHE_COUNT 16
+#define PA_MCACHE_BYTES ((size_t)4 << 20)
+
+/* ------------------------------------------------------------------------------------------
+ * Small objects: spans and thread caches
+ * ------------------------------------------------------------------------------------------ */
+typedef struct pa_span {
+    void *free;              /* intrusive free list of blocks returned to the span */
+    struct pa_span *next;    /* in the class's partial list, or an arena's empty list */
+    struct pa_span *prev;
+    uint32_t nfree;          /* blocks on `free` + blocks never handed out */
+    uint32_t bump;           /* index of the next never-used block */
+    uint32_t nblocks;
+    uint8_t cls;             /* size class, PA_CLS_NONE when the span holds no class */
+    uint8_t arena;
+    uint8_t listed;          /* on the class's partial list */
+    uint8_t dirty;           /* empty but its pages were not returned to the kernel */
+} pa_span;
+
+typedef struct pa_bin {
+    void *head;              /* singly linked through word 0; word 1 holds g.key */
+    uint32_t count;
+    uint32_t max;
+} pa_bin;
+
+enum { TC_NEW = 0, TC_LIVE = 1, TC_DEAD = 2 };
+
+typedef struct pa_tcache {
+    pa_bin bins[PA_NCLASSES_MAX];
+    uint8_t fast;            /* thread caches on, no stats/trace: the inline paths apply */
+    uint8_t state;           /* TC_* */
+    uint8_t arena;
+    uint8_t in_init;         /* this thread is running the global init */
+    uint32_t trace_tid;      /* thread number in the trace, 0 = not yet assigned */
+} pa_tcache;
+
+typedef struct pa_aclass {   /* one size class of one arena */
+    pthread_mutex_t lock;
+    pa_span *partial;        /* spans with free blocks (circular, doubly linked) */
+    uint64_t spans;
+} __attribute__((aligned(64))) pa_aclass;
+
+typedef struct pa_arena {
+    pa_aclass cls[PA_NCLASSES_MAX];
+    pthread_mutex_t span_lock;     /* region bump pointer and empty span lists */
+    uintptr_t region_lo, region_hi, region_bump;
+    pa_span *dirty;                /* empty spans whose pages are still mapped (LIFO) */
+    pa_span *clean;                /* empty spans already purged */
+    uint32_t ndirty;
+    pthread_mutex_t pool_lock __attribute__((aligned(64)));
+    pa_pool *pool;
+    _Atomic(uintptr_t) pool_lo, pool_hi;
+    uint64_t pool_committed;       /* last committed figure seen (stats) */
+    void *mcache[PA_MCLASSES];     /* cached medium blocks per class, linked through word 0 */
+    uint16_t mcount[PA_MCLASSES];
+    size_t mcache_bytes;
+    size_t pool_trim;              /* trim threshold in force for this pool */
+} pa_arena;
+
+/* ------------------------------------------------------------------------------------------
+ * Global state
+ * ------------------------------------------------------------------------------------------ */
+enum { CHECK_WARN = 0, CHECK_ABORT = 1, CHECK_QUIET = 2 };
+
+typedef struct pa_global {
+    _Atomic int ready;             /* 0 none, 1 initializing, 2 ready */
+    int policy;
+    int tcache;                    /* thread caches on */
+    int check;                     /* CHECK_* for invalid pointers */
+    int stats;                     /* 0 off, 1 text on stderr, 2 JSON to stats_path, 3 JSON on stderr */
+    int stats_fd;                  /* a copy of stderr for the report */
+    int trace;                     /* recording a trace */
+    int narenas;
+    int nclasses;
+    size_t huge_min;               /* mmap threshold (dynamic unless set by environment) */
+    int huge_dynamic;
+    _Atomic size_t pool_trim;      /* trim threshold for the pools: 2 x mmap threshold */
+    uint64_t key;                  /* marks blocks sitting in a cache or a span free list */
+    uintptr_t small_base;          /* the small-span region */
+    size_t small_size;
+    pa_span *spans;                /* metadata, one per span of the region */
+    pthread_key_t tkey;
+    _Atomic unsigned next_arena;
+    _Atomic int arena_threads[PA_MAX_ARENAS]; /* live threads using each arena */
+    _Atomic int warnings;
+    char stats_path[512];
+    char trace_path[512];
+    uint32_t cls_size[PA_NCLASSES_MAX];
+    uint32_t cls_magic[PA_NCLASSES_MAX]; /* ceil(2^32 / size): offset / size by multiply */
+    uint32_t cls_batch[PA_NCLASSES_MAX];
+    uint32_t cls_max[PA_NCLASSES_MAX];
+    uint8_t lut[PA_SMALL_MAX / 16 + 1];  /* (n + 15) >> 4 -> class */
+    pa_arena arenas[PA_MAX_ARENAS];
+} pa_global;
+
+extern pa_global pa_g PA_HIDDEN;
+extern __thread pa_tcache pa_tc PA_HIDDEN __attribute__((tls_model("initial-exec")));
+
+/* preload.c */
+PA_HIDDEN void pa_init_slow(void);
+PA_HIDDEN void pa_thread_init(pa_tcache *t);
+PA_HIDDEN void pa_warn(const char *what, const void *p);
+PA_HIDDEN void pa_write_err(const char *s);
+PA_HIDDEN void pa_getenv_init(void);
+PA_HIDDEN const char *pa_getenv(const char *name);
+
+static inline int pa_ready(void)
+{
+    return LIKELY(atomic_load_explicit(&pa_g.ready, memory_order_acquire) == 2);
+}
+
+/* small.c */
+PA_HIDDEN void pa_small_setup(void);
+PA_HIDDEN void *pa_small_alloc(pa_tcache *t, unsigned cls);   /* NULL: no span space */
+PA_HIDDEN int pa_small_free(pa_tcache *t, void *p);           /* 0 ok, -1 invalid */
+PA_HIDDEN size_t pa_small_usable(const void *p);              /* 0 if not a small block */
+PA_HIDDEN void pa_tcache_flush_all(pa_tcache *t);
+PA_HIDDEN void pa_small_lock_all(void);
+PA_HIDDEN void pa_small_unlock_all(int reinit);
+PA_HIDDEN size_t pa_small_trim(void);
+PA_HIDDEN void pa_small_counts(uint64_t *spans_in_use, uint64_t *spans_dirty);
+
+static inline unsigned pa_class_of(size_t n) { return pa_g.lut[(n + 15) >> 4]; }
+static inline int pa_in_small(const void *p)
+{
+    return (uintptr_t)p - pa_g.small_base < pa_g.small_size;
+}
+static inline pa_span *pa_span_of(const void *p)
+{
+    return &pa_g.spans[((uintptr_t)p - pa_g.small_base) >> PA_SPAN_SHIFT];
+}
+
+/* huge.c */
+PA_HIDDEN void *pa_huge_alloc(size_t n, size_t align);
+PA_HIDDEN size_t pa_huge_free(void *p);              /* bytes unmapped, 0 if not huge */
+PA_HIDDEN size_t pa_huge_usable(const void *p);      /* 0 if not a huge block */
+PA_HIDDEN void *pa_huge_realloc(void *p, size_t n);  /* NULL + errno ENOMEM on failure */
+PA_HIDDEN void pa_huge_lock(void);
+PA_HIDDEN void pa_huge_unlock(int reinit);
+PA_HIDDEN void pa_huge_counts(uint64_t *blocks, uint64_t *bytes);
+
+/* stats.c */
+typedef struct pa_gstats {
+    _Atomic uint64_t mallocs, callocs, reallocs, memaligns, frees, invalid, failed;
+    _Atomic uint64_t bytes_requested;
+    _Atomic int64_t live, peak_live;        /* usable bytes of live blocks */
+    _Atomic int64_t mapped, peak_mapped;    /* bytes the allocator holds from the kernel */
+    _Atomic uint64_t small_allocs[PA_NCLASSES_MAX];
+    _Atomic uint64_t medium_allocs, huge_allocs;
+} pa_gstats;
+extern pa_gstats pa_st PA_HIDDEN;
+
+enum { OP_MALLOC, OP_CALLOC, OP_REALLOC, OP_MEMALIGN };
+PA_HIDDEN void pa_stats_alloc(int op, size_t request, const void *p, size_t usable);
+PA_HIDDEN void pa_stats_free(size_t usable);
+PA_HIDDEN void pa_stats_mapped(int64_t delta);
+PA_HIDDEN void pa_stats_report(void);
+PA_HIDDEN void pa_stats_report_text_now(void);
+PA_HIDDEN void pa_stats_fork_child(void);
+
+/* trace.c */
+PA_HIDDEN void pa_trace_start(void);
+PA_HIDDEN void pa_trace_lock(void);
+PA_HIDDEN void pa_trace_unlock(void);
+PA_HIDDEN void pa_trace_malloc(pa_tcache *t, size_t n, const void *r);
+PA_HIDDEN void pa_trace_calloc(pa_tcache *t, size_t n, const void *r);
+PA_HIDDEN void pa_trace_memalign(pa_tcache *t, size_t align, size_t n, const void *r);
+PA_HIDDEN void pa_trace_free(pa_tcache *t, const void *p);
+PA_HIDDEN void pa_trace_realloc(pa_tcache *t, const void *old, size_t n, const void *r);
+PA_HIDDEN void pa_trace_finish(void);
+PA_HIDDEN void pa_trace_fork_prepare(void);
+PA_HIDDEN void pa_trace_fork_parent(void);
+PA_HIDDEN void pa_trace_fork_child(void);
+
+/* Small formatting helpers (no stdio: they run at exit and in odd states). */
+typedef struct pa_buf {
+    char *p;
+    size_t len, cap;
+} pa_buf;
+PA_HIDDEN void pa_buf_str(pa_buf *b, const char *s);
+PA_HIDDEN void pa_buf_u64(pa_buf *b, uint64_t v);
+PA_HIDDEN void pa_buf_i64(pa_buf *b, int64_t v);
+PA_HIDDEN void pa_buf_f(pa_buf *b, double v, int decimals);
+PA_HIDDEN void pa_buf_hex(pa_buf *b, uint64_t v);
+PA_HIDDEN int pa_write_all(int fd, const char *p, size_t n);
+/* Copies `path` into out, replacing %p by the pid (and %% by %). */
+PA_HIDDEN void pa_expand_path(const char *path, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,146 @@
+"""The container verbs of ``pycontain``: run, exec, ps, logs, kill, stop, rm, pause, unpause,
+update, inspect (output and errors as docker's)."""
+
+from __future__ import annotations
+
+import sys
+
+from pycontain.cli.parser import _strip_dashdash
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Optional
+
+
+def _runtime(args: Any) -> Any:
+    from pycontain.runtime.runtime import Runtime
+
+    return Runtime(getattr(args, "root", None), getattr(args, "storage", None))
+
+
+def _human(n: Optional[int]) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "K", "M", "G", "T"):
+        if n < 1024 or unit == "T":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n = n / 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def cmd_run(args: Any) -> int:
+    rt = _runtime(args)
+    command = _strip_dashdash(args.command)
+    c = rt.create(
+        command, args.image, rootfs=args.rootfs, name=args.name, memory=args.memory,
+        memory_swap=args.memory_swap, pids=args.pids, cpus=args.cpus, hostname=args.hostname,
+        net=args.net, env=args.env, volumes=args.volume, workdir=args.workdir,
+        read_only=args.read_only, init=args.init, preload=args.preload, detach=args.detach,
+        remove=args.rm)
+    if args.detach:
+        c.start()
+        print(c.id)
+        return 0
+    sys.stdout.flush()
+    res = c.run(forward_signals=True)
+    if res.oom_killed:
+        limit = _human(c.state(refresh=False).get("limits", {}).get("memory")) \
+            if not args.rm else args.memory
+        sys.stderr.write(f"pycontain: container {c.name} was killed by the OOM killer "
+                         f"(memory limit {limit})\n")
+    return int(res.exit_code)
+
+
+def cmd_exec(args: Any) -> int:
+    c = _runtime(args).get(args.name)
+    res = c.exec(_strip_dashdash(args.command), env=args.env, workdir=args.workdir)
+    return int(res.exit_code)
+
+
+def cmd_ps(args: Any) -> int:
+    import json
+
+    rows = []
+    for c in _runtime(args).containers():
+        try:
+            info = c.inspect()
+        except Exception:  # removed meanwhile
+            continue
+        if not args.all and info["state"] not in ("running", "created", "paused"):
+            continue
+        rows.append(info)
+    if args.json:
+        keys = ("name", "id", "image", "rootfs", "state", "pid", "exit_code", "oom_killed",
+                "command", "created", "limits")
+        print(json.dumps([{k: r.get(k) for k in keys} for r in rows], indent=2))
+        return 0
+    if args.quiet:
+        for r in rows:
+            print(r["name"])
+        return 0
+    fmt = "{:<20} {:<12} {:<10} {:<16} {:>7}  {}"
+    print(fmt.format("NAME", "ID", "IMAGE", "STATUS", "PID", "COMMAND"))
+    for r in rows:
+        state = r["state"]
+        if state == "stopped":
+            code = r.get("exit_code")
+            state = f"exited ({'?' if code is None else code})"
+            if r.get("oom_killed"):
+                state += " oom"
+        image = r.get("image") or "rootfs"
+        print(fmt.format(r["name"][:20], (r.get("id") or "")[:12], image[:10], state,
+                         r.get("pid") or "-", " ".join(r.get("command") or [])[:60]))
+    return 0
+
+
+def cmd_logs(args: Any) -> int:
+    data = _runtime(args).get(args.name).logs()
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+    return 0
+
+
+def cmd_kill(args: Any) -> int:
+    _runtime(args).get(args.name).kill(args.signal_opt or args.signal)
+    return 0
+
+
+def cmd_stop(args: Any) -> int:
+    return _each(args, lambda c: c.stop(timeout=args.time))
+
+
+def cmd_rm(args: Any) -> int:
+    return _each(args, lambda c: c.remove(force=args.force))
+
+
+def _each(args: Any, action: Callable[[Any], None]) -> int:
+    """Applies action to each named container, printing each name as docker does."""
+    rt = _runtime(args)
+    for name in args.name:
+        action(rt.get(name))
+        print(name)
+    return 0
+
+
+def cmd_pause(args: Any) -> int:
+    return _each(args, lambda c: c.pause())
+
+
+def cmd_unpause(args: Any) -> int:
+    return _each(args, lambda c: c.resume())
+
+
+def cmd_update(args: Any) -> int:
+    return _each(args, lambda c: c.update(
+        args.memory, args.pids, args.cpus, memory_swap=args.memory_swap,
+        cpu_shares=args.cpu_shares, cpuset_cpus=args.cpuset_cpus,
+        cpuset_mems=args.cpuset_mems))
+
+
+def cmd_inspect(args: Any) -> int:
+    import json
+
+    rt = _runtime(args)
+    out = [rt.get(n).inspect() for n in args.name]
+    print(json.dumps(out[0] if len(out) == 1 else out, indent=2, default=str))
+    return 0

@@ -1,0 +1,233 @@
+"""The image verbs of ``pycontain``: ``image`` (ls, rm, inspect, import, export, tag) and
+``commit``.
+
+``add_subparsers(sub, parents, parser_class)`` adds them to an argparse subparsers object;
+``cmd_image(args, storage, root)`` and ``cmd_commit(args, storage, root)`` run them, ``run(args)``
+with the command line's roots. Output follows docker's conventions (``image ls`` columns,
+``Untagged:``/``Deleted:`` lines, ``Loaded image:``, the new id after ``commit``, a JSON array
+from ``inspect``). Errors are raised as ``ImageError`` (one line) for the caller to
+print and turn into exit status 125.
+
+    pycontain image import PATH [--name NAME[:TAG]]
+    pycontain image ls [-q] [--json]
+    pycontain image rm [-f] NAME...
+    pycontain image inspect NAME...
+    pycontain image export NAME PATH            (OCI layout dir, or tar when PATH ends in .tar)
+    pycontain image tag NAME NEWNAME[:TAG]
+    pycontain commit [-m MSG] [-a AUTHOR] [-c KEY=JSON] CONTAINER NAME[:TAG]
+"""
+
+from __future__ import annotations
+
+import argparse
+import calendar
+import json
+import sys
+import time
+
+from pycontain.image.errors import ImageError
+from pycontain.image.reference import HOST_IMAGE
+from pycontain.image.store import ImageStore
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Sequence
+
+    from pycontain.image.model import Image
+
+
+def add_subparsers(sub: Any, parents: Sequence[argparse.ArgumentParser] = (),
+                   parser_class: Optional[type] = None) -> None:
+    """Add the ``image`` and ``commit`` verbs to ``sub`` (from ``add_subparsers()``)."""
+    kw: Dict[str, Any] = {"parents": list(parents)}
+    im = sub.add_parser("image", help="manage images", **kw)
+    isub = im.add_subparsers(dest="image_verb", metavar="VERB",
+                             **({"parser_class": parser_class} if parser_class else {}))
+    isub.required = True
+    ls = isub.add_parser("ls", help="list images", **kw)
+    ls.add_argument("-q", "--quiet", action="store_true", help="image ids only")
+    ls.add_argument("--json", action="store_true")
+    rm = isub.add_parser("rm", help="remove images", **kw)
+    rm.add_argument("-f", "--force", action="store_true",
+                    help="remove even if containers use it (its layers stay until they go)")
+    rm.add_argument("name", nargs="+")
+    ins = isub.add_parser("inspect", help="JSON description of images", **kw)
+    ins.add_argument("name", nargs="+")
+    imp = isub.add_parser("import", help="import an OCI layout, docker-archive or rootfs",
+                          **kw)
+    imp.add_argument("path")
+    imp.add_argument("--name", help="NAME[:TAG] (default: from the archive, else the file name);"
+                                    " selects by ref.name when the layout holds several images")
+    imp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    ex = isub.add_parser("export", help="write an image as an OCI image layout", **kw)
+    ex.add_argument("name")
+    ex.add_argument("path", help="a new directory, or a .tar file")
+    tg = isub.add_parser("tag", help="give an image another name", **kw)
+    tg.add_argument("name")
+    tg.add_argument("new_name")
+
+    cm = sub.add_parser("commit", help="create an image from a container's changes", **kw)
+    cm.add_argument("-m", "--message", default="", help="commit message")
+    cm.add_argument("-a", "--author", default="")
+    cm.add_argument("-c", "--change", action="append", default=[], metavar="KEY=VALUE",
+                    help="config change: Cmd, Entrypoint, Env (JSON list or string), "
+                         "WorkingDir, User")
+    cm.add_argument("container")
+    cm.add_argument("name", help="NAME[:TAG]")
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
+
+
+def human_size(n: int) -> str:
+    """docker's sizes: decimal units, three significant digits."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n}{unit}" if unit == "B" else f"{n:.3g}{unit}"
+        n = n / 1000  # type: ignore[assignment]
+    return f"{n}B"
+
+
+def human_ago(created: str, now: Optional[float] = None) -> str:
+    if not created:
+        return "-"
+    try:
+        t = calendar.timegm(time.strptime(created[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return created
+    d = max(0.0, (now if now is not None else time.time()) - t)
+    for secs, unit in ((365 * 86400, "year"), (30 * 86400, "month"), (7 * 86400, "week"),
+                       (86400, "day"), (3600, "hour"), (60, "minute")):
+        if d >= secs:
+            k = int(d // secs)
+            return f"{k} {unit}{'s' if k > 1 else ''} ago"
+    return "Less than a minute ago" if d >= 1 else "Less than a second ago"
+
+
+def _progress(quiet: bool) -> Optional[Callable[[str], None]]:
+    if quiet or not sys.stderr.isatty():
+        return None
+
+    def show(msg: str) -> None:
+        sys.stderr.write(f"\r\033[K{msg}")
+        if msg.startswith(("imported", "warning")):
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def _ls_row(img: Image) -> List[str]:
+    if img.builtin:
+        return [HOST_IMAGE, "<builtin>", "-", "-", "-"]
+    return [img.name, img.tag, img.short_id, human_ago(img.created), human_size(img.size)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Handlers
+
+
+def _parse_change(item: str) -> Dict[str, Any]:
+    key, sep, value = item.partition("=")
+    key = key.strip()
+    aliases = {"cmd": "Cmd", "entrypoint": "Entrypoint", "env": "Env",
+               "workingdir": "WorkingDir", "workdir": "WorkingDir", "user": "User"}
+    k = aliases.get(key.lower())
+    if not sep or k is None:
+        raise ImageError(f"invalid --change {item!r} (KEY=VALUE with KEY one of Cmd, "
+                         "Entrypoint, Env, WorkingDir, User)")
+    if k in ("Cmd", "Entrypoint"):
+        try:
+            v = json.loads(value)
+        except ValueError:
+            v = ["/bin/sh", "-c", value]
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise ImageError(f"invalid --change {item!r}: {k} must be a JSON list of strings")
+        return {k: v}
+    if k == "Env":
+        try:
+            v = json.loads(value)
+        except ValueError:
+            v = [value]
+        if not isinstance(v, list):
+            v = [str(v)]
+        return {k: [str(x) for x in v]}
+    return {k: value}
+
+
+def cmd_image(args: argparse.Namespace, storage: str, root: Optional[str] = None,
+              store: Optional[ImageStore] = None) -> int:
+    """Run ``pycontain image VERB``; raises ImageError on failure."""
+    store = store or ImageStore(storage, root=root)
+    verb = args.image_verb
+    if verb == "ls":
+        images = store.list()
+        if getattr(args, "json", False):
+            print(json.dumps([i.to_dict() for i in images], indent=2))
+        elif getattr(args, "quiet", False):
+            seen = []
+            for i in images:
+                if i.id and i.short_id not in seen:
+                    seen.append(i.short_id)
+                    print(i.short_id)
+        else:
+            rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
+            rows += [_ls_row(i) for i in images]
+            widths = [max(len(r[c]) for r in rows) for c in range(4)]
+            for r in rows:
+                print("   ".join(r[c].ljust(widths[c]) for c in range(4)) + "   " + r[4])
+    elif verb == "rm":
+        failed: List[str] = []
+        for n in args.name:
+            try:
+                for line in store.remove(n, force=bool(getattr(args, "force", False))):
+                    print(line)
+            except ImageError as e:
+                if len(args.name) == 1:
+                    raise
+                failed.append(str(e))
+        if failed:
+            raise ImageError("; ".join(failed))
+    elif verb == "inspect":
+        print(json.dumps([store.inspect(n) for n in args.name], indent=2, default=str))
+    elif verb == "import":
+        img = store.import_image(args.path, getattr(args, "name", None),
+                                 _progress(bool(getattr(args, "quiet", False))))
+        print(f"Loaded image: {img.reference}")
+    elif verb == "export":
+        store.export(args.name, args.path, _progress(False))
+    elif verb == "tag":
+        store.tag(args.name, args.new_name)
+    else:  # pragma: no cover - argparse refuses other verbs
+        raise ImageError(f"unknown image verb {verb!r}")
+    return 0
+
+
+def cmd_commit(args: argparse.Namespace, storage: str, root: Optional[str] = None,
+               store: Optional[ImageStore] = None) -> int:
+    """Run ``pycontain commit CONTAINER NAME[:TAG]``; prints the new image id."""
+    store = store or ImageStore(storage, root=root)
+    changes: Dict[str, Any] = {}
+    for c in getattr(args, "change", None) or []:
+        changes.update(_parse_change(c))
+    img = store.commit(args.container, args.name, changes or None,
+                       comment=getattr(args, "message", "") or "",
+                       author=getattr(args, "author", "") or "")
+    print(img.id)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """``pycontain image VERB`` and ``pycontain commit``, with the roots of ``--root`` and
+    ``--storage`` (or their environment variables and defaults)."""
+    from pycontain.errors import ContainerError
+    from pycontain.runtime.runtime import Runtime
+
+    rt = Runtime(getattr(args, "root", None), getattr(args, "storage", None))
+    try:
+        if args.verb == "commit":
+            return cmd_commit(args, rt.storage, rt.root)
+        return cmd_image(args, rt.storage, rt.root)
+    except ImageError as e:
+        raise ContainerError(str(e)) from None

@@ -1,0 +1,200 @@
+"""config.json of an OCI bundle: loaded, and checked against what this runtime implements
+before anything is created. What cannot be honoured safely is refused (OciError); a field that
+is ignored is reported as a warning, never dropped silently."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from pycontain.errors import ContainerError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List
+
+PRELOAD_ANNOTATION = "org.pyalloc.preload"
+INIT_ANNOTATION = "org.pycontain.init"
+
+SUPPORTED_NAMESPACES = ("pid", "network", "ipc", "uts", "mount", "cgroup")
+HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+              "poststop")
+
+# Keys of config.json this runtime implements (anything else is reported as unsupported).
+_TOP = {"ociVersion", "process", "root", "hostname", "domainname", "mounts", "hooks",
+        "annotations", "linux"}
+_PROCESS = {"terminal", "consoleSize", "user", "args", "env", "cwd", "capabilities", "rlimits",
+            "noNewPrivileges", "oomScoreAdj"}
+_USER = {"uid", "gid", "additionalGids", "umask"}
+_LINUX = {"namespaces", "resources", "cgroupsPath", "devices", "maskedPaths", "readonlyPaths",
+          "sysctl", "seccomp", "rootfsPropagation", "uidMappings", "gidMappings"}
+_RESOURCES = {"devices", "memory", "cpu", "pids", "blockIO", "hugepageLimits", "unified"}
+_MEMORY = {"limit", "swap", "reservation", "swappiness", "disableOOMKiller"}
+_CPU = {"quota", "period", "shares", "cpus", "mems", "realtimeRuntime", "realtimePeriod", "idle"}
+_BLOCKIO = {"weight", "weightDevice", "throttleReadBpsDevice", "throttleWriteBpsDevice",
+            "throttleReadIOPSDevice", "throttleWriteIOPSDevice"}
+_LINUX_IGNORED_EMPTY = {"mountLabel", "intelRdt", "personality"}
+_PROCESS_IGNORED_EMPTY = {"apparmorProfile", "selinuxLabel"}
+# Fields a runtime may ignore: they only matter to security modules this machine lacks.
+_SECURITY_MODULES = {"apparmorProfile": "/sys/kernel/security/apparmor",
+                     "selinuxLabel": "/sys/fs/selinux", "mountLabel": "/sys/fs/selinux"}
+
+
+class OciError(ContainerError):
+    """An OCI operation failed (runc's convention: exit status 1)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 1)
+
+
+def load_config(bundle: str) -> Dict[str, Any]:
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise OciError(f"{path} does not exist (is --bundle right?)") from None
+    except ValueError as e:
+        raise OciError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise OciError(f"{path}: not a JSON object")
+    return data
+
+
+def _unknown(d: Any, known: set, where: str, out: List[str]) -> None:
+    if isinstance(d, dict):
+        for k in d:
+            if k not in known:
+                out.append(f"{where}.{k} is not supported (ignored)")
+
+
+def check_config(cfg: Dict[str, Any], driver_version: int) -> List[str]:
+    """Raise OciError for what cannot be honoured safely; return one warning per field that
+    is ignored (never silently)."""
+    warnings: List[str] = []
+    _unknown(cfg, _TOP | {"solaris", "windows", "vm", "zos"}, "config", warnings)
+    for other in ("solaris", "windows", "vm", "zos"):
+        if cfg.get(other):
+            raise OciError(f"config.{other}: not a Linux container")
+    proc = cfg.get("process")
+    if not isinstance(proc, dict) or not proc.get("args"):
+        raise OciError("config.json: process.args is required")
+    if not (cfg.get("root") or {}).get("path"):
+        raise OciError("config.json: root.path is required")
+    for k, v in proc.items():
+        if k in _PROCESS:
+            continue
+        if k in _SECURITY_MODULES and (not v or not os.path.exists(_SECURITY_MODULES[k])):
+            if v:
+                warnings.append(f"process.{k} ignored: the security module is not enabled")
+            continue
+        if k in _PROCESS_IGNORED_EMPTY and not v:
+            continue
+        warnings.append(f"process.{k} is not supported (ignored)")
+    _unknown(proc.get("user"), _USER | {"username"}, "process.user", warnings)
+    for rl in proc.get("rlimits") or []:
+        import resource
+
+        if not hasattr(resource, str(rl.get("type"))):
+            raise OciError(f"unknown rlimit {rl.get('type')!r}")
+    linux = cfg.get("linux") or {}
+    for k, v in linux.items():
+        if k in _LINUX:
+            continue
+        if k in _SECURITY_MODULES and not os.path.exists(_SECURITY_MODULES[k]):
+            if v:
+                warnings.append(f"linux.{k} ignored: the security module is not enabled")
+            continue
+        if k in _LINUX_IGNORED_EMPTY and not v:
+            continue
+        warnings.append(f"linux.{k} is not supported (ignored)")
+    for ns in linux.get("namespaces") or []:
+        kind = ns.get("type")
+        if kind == "user":
+            raise OciError("user namespaces (rootless / idmapped containers) are not supported")
+        if kind not in SUPPORTED_NAMESPACES:
+            raise OciError(f"namespace type {kind!r} is not supported")
+        if ns.get("path") and not os.path.exists(ns["path"]):
+            raise OciError(f"namespace path {ns['path']} does not exist")
+    if linux.get("uidMappings") or linux.get("gidMappings"):
+        raise OciError("uid/gid mappings need a user namespace, which is not supported")
+    res = linux.get("resources") or {}
+    _unknown(res, _RESOURCES, "linux.resources", warnings)
+    _unknown(res.get("memory"), _MEMORY | {"kernel", "kernelTCP", "useHierarchy",
+                                           "checkBeforeUpdate"}, "linux.resources.memory",
+             warnings)
+    mem = res.get("memory") or {}
+    for k in ("kernel", "kernelTCP", "useHierarchy", "checkBeforeUpdate"):
+        if mem.get(k) is not None:
+            warnings.append(f"linux.resources.memory.{k} is not supported (ignored)")
+    _unknown(res.get("cpu"), _CPU, "linux.resources.cpu", warnings)
+    _unknown(res.get("blockIO"), _BLOCKIO | {"leafWeight"}, "linux.resources.blockIO", warnings)
+    if (res.get("blockIO") or {}).get("leafWeight") is not None:
+        warnings.append("linux.resources.blockIO.leafWeight is not supported (ignored)")
+    if driver_version == 1:
+        if res.get("unified"):
+            raise OciError("linux.resources.unified needs cgroup v2 (this machine uses v1)")
+        if (res.get("cpu") or {}).get("idle") is not None:
+            warnings.append("linux.resources.cpu.idle needs cgroup v2 (ignored)")
+    else:
+        if mem.get("swappiness") is not None:
+            warnings.append("linux.resources.memory.swappiness has no cgroup v2 equivalent "
+                            "(ignored)")
+        if mem.get("disableOOMKiller"):
+            warnings.append("linux.resources.memory.disableOOMKiller has no cgroup v2 "
+                            "equivalent (ignored)")
+        if res.get("devices") and any(r.get("allow") is False for r in res["devices"]):
+            warnings.append("linux.resources.devices: the cgroup v2 device controller (eBPF) "
+                            "is not implemented; only the device nodes created are visible")
+    for key in ("sysctl",):
+        for name in (linux.get(key) or {}):
+            _check_sysctl(name, linux)
+    prop = linux.get("rootfsPropagation")
+    if prop and prop not in ("private", "rprivate", "slave", "rslave", "shared", "rshared",
+                             "unbindable", "runbindable"):
+        raise OciError(f"invalid rootfsPropagation {prop!r}")
+    if linux.get("seccomp") is not None:
+        from pycontain.runtime import seccomp
+
+        try:
+            warnings += seccomp.check(linux["seccomp"])
+        except seccomp.SeccompError as e:
+            raise OciError(str(e)) from None
+    for m in cfg.get("mounts") or []:
+        _unknown(m, {"destination", "type", "source", "options"}, "mounts[]", warnings)
+        if not str(m.get("destination", "")).startswith("/"):
+            raise OciError(f"mount destination must be absolute: {m.get('destination')!r}")
+        for opt in m.get("options") or []:
+            if opt in ("tmpcopyup", "idmap", "ridmap", "rro", "copy-symlink"):
+                warnings.append(f"mount option {opt} of {m['destination']} is not supported "
+                                "(ignored)")
+    hooks = cfg.get("hooks") or {}
+    _unknown(hooks, set(HOOK_KINDS), "hooks", warnings)
+    for kind in HOOK_KINDS:
+        for h in hooks.get(kind) or []:
+            if not str(h.get("path", "")).startswith("/"):
+                raise OciError(f"{kind} hook path must be absolute: {h.get('path')!r}")
+    return warnings
+
+
+_NS_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+               "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
+
+
+def _check_sysctl(name: str, linux: Dict[str, Any]) -> None:
+    """Only sysctls that are namespaced (runc's rule): writing anything else would change the
+    host."""
+    kinds = {n.get("type"): n.get("path") for n in linux.get("namespaces") or []}
+    if name in _NS_SYSCTLS or name.startswith("fs.mqueue."):
+        if "ipc" in kinds and not kinds["ipc"]:
+            return
+        raise OciError(f"sysctl {name} needs a new ipc namespace")
+    if name.startswith("net."):
+        if "network" in kinds and not kinds["network"]:
+            return
+        raise OciError(f"sysctl {name} needs a new network namespace")
+    if name in ("kernel.hostname", "kernel.domainname"):
+        if "uts" in kinds and not kinds["uts"]:
+            return
+        raise OciError(f"sysctl {name} needs a new uts namespace")
+    raise OciError(f"sysctl {name} is not namespaced: refused (it would change the host)")

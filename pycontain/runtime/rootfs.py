@@ -1,0 +1,299 @@
+"""The container's root filesystem, set up inside its fresh mount namespace.
+
+Order (all in the forked child, after unshare(CLONE_NEWNS)): make every mount private, build the
+root (overlayfs over the image layers plus an upper dir, or a bind of a plain directory), mount
+what the spec lists (/proc, /dev tmpfs, devpts, shm, mqueue, ro /sys, bind volumes), create the
+default device nodes and /dev symlinks, pivot_root, then mask and read-only the sensitive paths.
+Mount targets are resolved inside the new root without following symlinks out of it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from pycontain.runtime import _sys
+from pycontain.runtime.spec import DEFAULT_DEVICES, Device, Mount
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, List, Optional, Tuple
+
+_FLAGS = {
+    "ro": (True, _sys.MS_RDONLY), "rw": (False, _sys.MS_RDONLY),
+    "nosuid": (True, _sys.MS_NOSUID), "suid": (False, _sys.MS_NOSUID),
+    "nodev": (True, _sys.MS_NODEV), "dev": (False, _sys.MS_NODEV),
+    "noexec": (True, _sys.MS_NOEXEC), "exec": (False, _sys.MS_NOEXEC),
+    "sync": (True, _sys.MS_SYNCHRONOUS), "async": (False, _sys.MS_SYNCHRONOUS),
+    "dirsync": (True, _sys.MS_DIRSYNC), "remount": (True, _sys.MS_REMOUNT),
+    "mand": (True, _sys.MS_MANDLOCK), "nomand": (False, _sys.MS_MANDLOCK),
+    "noatime": (True, _sys.MS_NOATIME), "atime": (False, _sys.MS_NOATIME),
+    "nodiratime": (True, _sys.MS_NODIRATIME), "diratime": (False, _sys.MS_NODIRATIME),
+    "bind": (True, _sys.MS_BIND), "rbind": (True, _sys.MS_BIND | _sys.MS_REC),
+    "relatime": (True, _sys.MS_RELATIME), "norelatime": (False, _sys.MS_RELATIME),
+    "strictatime": (True, _sys.MS_STRICTATIME), "nostrictatime": (False, _sys.MS_STRICTATIME),
+    "lazytime": (True, _sys.MS_LAZYTIME), "nolazytime": (False, _sys.MS_LAZYTIME),
+}  # fmt: skip
+_PROPAGATION = {
+    "private": _sys.MS_PRIVATE, "rprivate": _sys.MS_PRIVATE | _sys.MS_REC,
+    "shared": _sys.MS_SHARED, "rshared": _sys.MS_SHARED | _sys.MS_REC,
+    "slave": _sys.MS_SLAVE, "rslave": _sys.MS_SLAVE | _sys.MS_REC,
+    "unbindable": _sys.MS_UNBINDABLE, "runbindable": _sys.MS_UNBINDABLE | _sys.MS_REC,
+}  # fmt: skip
+
+
+def parse_options(options: List[str]) -> Tuple[int, int, str]:
+    """(mount flags, propagation flags, data string) from OCI mount options."""
+    flags = 0
+    prop = 0
+    data = []
+    for opt in options:
+        if opt in _FLAGS:
+            on, bit = _FLAGS[opt]
+            flags = flags | bit if on else flags & ~bit
+        elif opt in _PROPAGATION:
+            prop |= _PROPAGATION[opt]
+        elif opt in _RUNTIME_OPTIONS:
+            continue
+        else:
+            data.append(opt)
+    return flags, prop, ",".join(data)
+
+
+def secure_join(root: str, unsafe: str) -> str:
+    """Join ``unsafe`` under ``root``, resolving symlinks as if ``root`` were "/"."""
+    parts = [p for p in unsafe.split("/") if p not in ("", ".")]
+    resolved: List[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        try:
+            st = os.lstat(candidate)
+        except OSError:
+            resolved.append(part)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if hops > 40:
+                raise OSError(errno.ELOOP, f"too many symlinks under {root}: {unsafe}")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        resolved.append(part)
+    return os.path.join(root, *resolved)
+
+
+def _ensure(path: str, is_dir: bool) -> None:
+    if os.path.lexists(path):
+        return
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    if is_dir:
+        os.mkdir(path, 0o755)
+    else:
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+
+
+def make_private() -> None:
+    _sys.mount(None, "/", None, _sys.MS_REC | _sys.MS_PRIVATE)
+
+
+def make_rslave() -> None:
+    """Host mount events still reach the container, none go back (runc's default)."""
+    _sys.mount(None, "/", None, _sys.MS_REC | _sys.MS_SLAVE)
+
+
+def set_propagation(target: str, name: str) -> None:
+    """Apply an OCI propagation name (private, rslave, shared, ...) to ``target``."""
+    if name not in _PROPAGATION:
+        raise ValueError(f"unknown propagation {name!r}")
+    _sys.mount(None, target, None, _PROPAGATION[name])
+
+
+# Options that runtimes interpret themselves (not mount(2) flags or filesystem data).
+_RUNTIME_OPTIONS = frozenset(("tmpcopyup", "notmpcopyup", "copy-symlink", "z", "Z", "U",
+                              "idmap", "ridmap", "rro", "rrw", "private-root"))
+
+
+def mount_tmpfs(target: str, options: str = "mode=755") -> None:
+    _sys.mount("tmpfs", target, "tmpfs", _sys.MS_NOSUID | _sys.MS_NODEV, options)
+
+
+def mount_overlay(lowers: List[str], upper: str, work: str, target: str) -> None:
+    for d in (upper, work, target):
+        os.makedirs(d, mode=0o755, exist_ok=True)
+    data = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
+    _sys.mount("overlay", target, "overlay", 0, data)
+
+
+def bind_self(path: str) -> None:
+    """Make ``path`` a mount point (required by pivot_root) by binding it onto itself."""
+    _sys.mount(path, path, None, _sys.MS_BIND | _sys.MS_REC)
+
+
+def mount_one(root: str, m: Mount) -> None:
+    """Mount ``m`` at its destination under ``root`` (sources of binds are host paths)."""
+    flags, prop, data = parse_options(m.options)
+    target = secure_join(root, m.destination)
+    is_bind = m.type == "bind" or bool(flags & _sys.MS_BIND)
+    if is_bind:
+        src_is_dir = os.path.isdir(m.source)
+        if not os.path.exists(m.source):
+            raise FileNotFoundError(errno.ENOENT, f"bind source {m.source} does not exist")
+        _ensure(target, src_is_dir)
+        _sys.mount(m.source, target, None, _sys.MS_BIND | (flags & _sys.MS_REC))
+        # Bind mounts take their flags only from a remount.
+        extra = flags & ~(_sys.MS_BIND | _sys.MS_REC | _sys.MS_REMOUNT)
+        if extra:
+            _sys.mount(None, target, None, _sys.MS_BIND | _sys.MS_REMOUNT | extra)
+    else:
+        _ensure(target, True)
+        _sys.mount(m.source or m.type, target, m.type, flags, data or None)
+    if prop:
+        _sys.mount(None, target, None, prop)
+
+
+def mount_cgroup(root: str, m: Mount, cg: Any, own_cgroupns: bool) -> None:
+    """An OCI ``cgroup`` mount: the container's own cgroup, read-only unless asked otherwise.
+
+    cgroup v2: a cgroup2 mount (rooted at the container's cgroup by its cgroup namespace), or a
+    bind of its directory without one. cgroup v1 (as runc): a tmpfs at the destination holding
+    one read-only bind per hierarchy of the container's cgroup directory, named like the host's
+    mount (``cpu,cpuacct`` gets ``cpu`` and ``cpuacct`` symlinks).
+    """
+    flags, _, _ = parse_options(m.options)
+    flags &= ~(_sys.MS_BIND | _sys.MS_REC | _sys.MS_REMOUNT)
+    target = secure_join(root, m.destination)
+    _ensure(target, True)
+    if cg.version == 2:
+        if own_cgroupns:
+            _sys.mount("cgroup2", target, "cgroup2", flags)
+        else:
+            _sys.mount(cg.path, target, None, _sys.MS_BIND)
+            _sys.mount(None, target, None, _sys.MS_BIND | _sys.MS_REMOUNT | flags)
+        return
+    _sys.mount("tmpfs", target, "tmpfs", _sys.MS_NOSUID | _sys.MS_NODEV | _sys.MS_NOEXEC,
+               "mode=755")
+    suffix = "/" + cg.rel
+    for d in cg.dirs():
+        if not d.endswith(suffix):
+            continue
+        name = os.path.basename(d[: -len(suffix)])
+        sub = os.path.join(target, name)
+        os.mkdir(sub, 0o755)
+        _sys.mount(d, sub, None, _sys.MS_BIND)
+        _sys.mount(None, sub, None, _sys.MS_BIND | _sys.MS_REMOUNT | flags)
+        if "," in name:
+            for part in name.split(","):
+                if not os.path.lexists(os.path.join(target, part)):
+                    os.symlink(name, os.path.join(target, part))
+    if flags & _sys.MS_RDONLY:
+        _sys.mount(None, target, None, _sys.MS_REMOUNT | flags, "mode=755")
+
+
+def create_devices(root: str, devices: Optional[List[Device]] = None) -> None:
+    """mknod the default devices (and any listed), binding the host's node if mknod fails."""
+    wanted = {d.path: d for d in DEFAULT_DEVICES}
+    for d in devices or []:
+        wanted[d.path] = d
+    for dev in wanted.values():
+        target = secure_join(root, dev.path)
+        if os.path.lexists(target):
+            continue
+        os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+        kind = _sys.S_IFBLK if dev.type == "b" else _sys.S_IFCHR
+        try:
+            _sys.mknod(target, kind | (dev.file_mode & 0o7777), dev.major, dev.minor)
+            os.chmod(target, dev.file_mode & 0o7777)
+            os.chown(target, dev.uid, dev.gid)
+        except OSError:
+            if not os.path.exists(dev.path):
+                continue
+            _ensure(target, False)
+            _sys.mount(dev.path, target, None, _sys.MS_BIND)
+
+
+def dev_symlinks(root: str) -> None:
+    links = [
+        ("/proc/self/fd", "/dev/fd"),
+        ("/proc/self/fd/0", "/dev/stdin"),
+        ("/proc/self/fd/1", "/dev/stdout"),
+        ("/proc/self/fd/2", "/dev/stderr"),
+        ("pts/ptmx", "/dev/ptmx"),
+    ]
+    for src, dst in links:
+        target = os.path.join(root, dst.lstrip("/"))
+        if os.path.lexists(target):
+            if dst != "/dev/ptmx":
+                continue
+            os.unlink(target)
+        os.symlink(src, target)
+
+
+def pivot(root: str) -> None:
+    """pivot_root into ``root`` and detach the old root (runc's "." "." trick)."""
+    os.chdir(root)
+    _sys.pivot_root(".", ".")
+    _sys.umount2(".", _sys.MNT_DETACH)
+    os.chdir("/")
+
+
+def mask_paths(paths: List[str]) -> None:
+    """Hide each path: /dev/null over files, an empty read-only tmpfs over directories."""
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            _sys.mount("tmpfs", p, "tmpfs", _sys.MS_RDONLY, None)
+        else:
+            _sys.mount("/dev/null", p, None, _sys.MS_BIND)
+
+
+def readonly_paths(paths: List[str]) -> None:
+    for p in paths:
+        if not os.path.exists(p):
+            continue
+        _sys.mount(p, p, None, _sys.MS_BIND | _sys.MS_REC)
+        _sys.mount(None, p, None, _sys.MS_BIND | _sys.MS_REMOUNT | _sys.MS_RDONLY
+                   | _sys.MS_NOSUID | _sys.MS_NODEV | _sys.MS_NOEXEC)
+
+
+def remount_root_readonly() -> None:
+    _sys.mount(None, "/", None, _sys.MS_BIND | _sys.MS_REMOUNT | _sys.MS_RDONLY)
+
+
+# Filesystems that cannot hold an overlayfs upper directory.
+_NO_UPPER_FS = {"overlay", "aufs", "nfs", "nfs4", "fuse", "squashfs", "iso9660"}
+
+
+def upper_needs_tmpfs(upper_parent: str) -> bool:
+    """True if ``upper_parent``'s filesystem cannot hold an overlayfs upper dir.
+
+    The upper then goes on a tmpfs private to the container's mount namespace. (An upper dir
+    inside a lower layer, as with the host image, is fine: overlayfs hides it with a trap.)
+    """
+    try:
+        real = os.path.realpath(upper_parent)
+        with open("/proc/self/mountinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return False
+    best, fstype = "", ""
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        if len(fields) < 5 or not right:
+            continue
+        mnt = fields[4].replace("\\040", " ")
+        if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+            best, fstype = mnt, right.split()[0]
+    return fstype in _NO_UPPER_FS or fstype.startswith("fuse.")

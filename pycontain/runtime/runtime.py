@@ -1,0 +1,232 @@
+"""The Runtime: where containers' state and storage live, which cgroup driver serves them, how
+a name or id prefix finds a container, and ``create`` (validate everything, then claim the name
+and make the state record, upper dir and cgroup, undoing all of it on any failure)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from pycontain.defaults import DEFAULT_PATH, DEFAULT_ROOT, DEFAULT_STORAGE
+from pycontain.errors import ContainerError
+from pycontain.runtime import cgroups, cleanup
+from pycontain.runtime.args import build_env, parse_cpus, parse_size, parse_volume
+from pycontain.runtime.container import Container
+from pycontain.runtime.preload import POLICIES, add_preload, library
+from pycontain.runtime.rootfs import upper_needs_tmpfs
+from pycontain.runtime.spec import default_spec
+from pycontain.runtime.state import StateDir, StateError, iter_states, list_names
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+    from pycontain.image.store import ImageStore
+
+    Size = Union[int, str, None]
+
+
+_DRIVER: Optional[cgroups.Driver] = None  # detected once per process
+
+
+class Runtime:
+    """Where state and storage live, and which cgroup driver to use."""
+
+    def __init__(
+        self,
+        root: Optional[str] = None,
+        storage: Optional[str] = None,
+        cgroup_parent: Optional[str] = None,
+    ) -> None:
+        self.root = os.path.abspath(root or os.environ.get("PYCONTAIN_ROOT") or DEFAULT_ROOT)
+        self.storage = os.path.abspath(
+            storage or os.environ.get("PYCONTAIN_STORAGE") or DEFAULT_STORAGE)
+        self.cgroup_parent = (cgroup_parent or os.environ.get("PYCONTAIN_CGROUP_PARENT")
+                              or cgroups.DEFAULT_PARENT)
+        self._driver: Optional[cgroups.Driver] = None
+
+    @property
+    def driver(self) -> cgroups.Driver:
+        if self._driver is None:
+            global _DRIVER
+            if _DRIVER is None:
+                try:
+                    _DRIVER = cgroups.detect()
+                except cgroups.CgroupError as e:
+                    raise ContainerError(str(e)) from None
+            self._driver = _DRIVER
+        return self._driver
+
+    @property
+    def images(self) -> ImageStore:
+        from pycontain.image.store import ImageStore
+
+        return ImageStore(self.storage, root=self.root)
+
+    # -- lookup ------------------------------------------------------------------------------
+    def get(self, ref: str) -> Container:
+        if ref and "/" not in ref and not ref.startswith(".") and \
+                os.path.exists(os.path.join(self.root, ref, "state.json")):
+            return Container(self, ref)
+        matches = [s["name"] for s in iter_states(self.root) if s.get("id", "").startswith(ref)]
+        if ref and len(matches) == 1:
+            return Container(self, matches[0])
+        if len(matches) > 1:
+            raise ContainerError(f"container reference {ref!r} is ambiguous")
+        raise ContainerError(f"no such container: {ref}")
+
+    def containers(self) -> List[Container]:
+        return [Container(self, n) for n in list_names(self.root)]
+
+    # -- creation ----------------------------------------------------------------------------
+    def create(
+        self,
+        command: Sequence[str],
+        image: Optional[str] = "host",
+        *,
+        rootfs: Optional[str] = None,
+        name: Optional[str] = None,
+        memory: Size = None,
+        memory_swap: Size = None,
+        pids: Optional[int] = None,
+        cpus: Union[float, str, None] = None,
+        hostname: Optional[str] = None,
+        net: str = "none",
+        env: Union[Sequence[str], Dict[str, str], None] = None,
+        volumes: Sequence[str] = (),
+        workdir: Optional[str] = None,
+        read_only: bool = False,
+        init: bool = True,
+        preload: Optional[str] = None,
+        detach: bool = False,
+        remove: bool = False,
+    ) -> Container:
+        """Validate everything, then claim the name and create state, upper dir and cgroup."""
+        if os.geteuid() != 0:
+            raise ContainerError("pycontain must run as root (rootless containers are not "
+                                 "supported yet)")
+        mem = parse_size(memory, "memory size")
+        swap = parse_size(memory_swap, "memory+swap size") if memory_swap not in (-1, "-1") \
+            else -1
+        ncpus = parse_cpus(cpus)
+        if pids is not None:
+            try:
+                pids = int(pids)
+            except (TypeError, ValueError):
+                raise ContainerError(f"invalid --pids value: {pids!r}") from None
+            if pids <= 0:
+                raise ContainerError(f"invalid --pids value: {pids} (must be > 0)")
+        if net not in ("none", "host"):
+            raise ContainerError(f"invalid --net {net!r} (none or host)")
+        if preload is not None and preload not in POLICIES:
+            raise ContainerError(f"invalid --preload policy {preload!r} "
+                                 f"(one of {', '.join(POLICIES)})")
+        mounts = [parse_volume(v) for v in volumes]
+        lowers: Optional[List[str]] = None
+        if rootfs is not None:
+            root_path = os.path.abspath(rootfs)
+            if not os.path.isdir(root_path):
+                raise ContainerError(f"rootfs is not a directory: {root_path}")
+            img_env = [f"PATH={DEFAULT_PATH}"]
+            img_wd = "/"
+            image_name = None
+            img_user: Tuple[int, int, List[int]] = (0, 0, [])
+        else:
+            from pycontain.image.errors import ImageError
+
+            try:
+                img = self.images.get(image or "host")
+            except ImageError as e:
+                raise ContainerError(str(e)) from None
+            lowers, img_env, img_wd = img.layers, img.env, img.working_dir
+            image_name = img.reference
+            try:
+                img_user = img.resolve_user()
+            except ImageError as e:
+                raise ContainerError(str(e)) from None
+            root_path = ""
+        args = list(command) if rootfs is not None else img.argv(command)
+        if not args:
+            raise ContainerError("no command given (usage: pycontain run [OPTIONS] -- CMD ...)")
+        lib = library() if preload is not None else None
+
+        cid = os.urandom(16).hex()
+        name = name or cid[:12]
+        sdir = StateDir(self.root, name)
+        try:
+            sdir.claim()
+        except StateError as e:
+            raise ContainerError(str(e)) from None
+        cdir = os.path.join(self.storage, "containers", cid)
+        cg: Optional[cgroups.Cgroup] = None
+        try:
+            spec = default_spec(args)
+            spec.hostname = hostname or name
+            spec.root.readonly = read_only
+            spec.process.cwd = workdir or img_wd or "/"
+            spec.process.user.uid, spec.process.user.gid = img_user[0], img_user[1]
+            spec.process.user.additional_gids = list(img_user[2])
+            spec.process.env = build_env(img_env, spec.hostname, env)
+            if net == "host":
+                spec.linux.namespaces = [n for n in spec.linux.namespaces if n.type != "network"]
+            res = spec.linux.resources
+            res.memory_limit = mem
+            res.memory_swap = swap if (mem is not None and swap is not None) else None
+            if mem is None:
+                res.memory_swap = None
+            res.pids_limit = pids
+            if ncpus is not None:
+                res.cpu_period = 100000
+                res.cpu_quota = int(ncpus * 100000)
+            spec.mounts.extend(mounts)
+            if lib is not None and preload is not None:
+                add_preload(spec, sdir, preload, lib)
+            tmpfs_upper = False
+            if lowers is not None:
+                os.makedirs(os.path.dirname(cdir), mode=0o700, exist_ok=True)
+                os.mkdir(cdir, 0o700)
+                tmpfs_upper = upper_needs_tmpfs(os.path.dirname(cdir))
+                spec.root.path = os.path.join(cdir, "merged")
+            else:
+                spec.root.path = root_path
+            cg = self.driver.create(cid, spec.linux.resources, self.cgroup_parent)
+            spec.linux.cgroups_path = "/" + cg.rel
+            now = time.time()
+            state: Dict[str, Any] = {
+                "ociVersion": spec.oci_version,
+                "id": cid,
+                "name": name,
+                "status": "created",
+                "pid": 0,
+                "bundle": sdir.path,
+                "annotations": {},
+                "created": now,
+                "image": image_name,
+                "rootfs": root_path or None,
+                "lowers": lowers,
+                "container_dir": cdir if lowers is not None else None,
+                "tmpfs_upper": tmpfs_upper,
+                "command": args,
+                "init": bool(init),
+                "detached": bool(detach),
+                "auto_remove": bool(remove),
+                "net": net,
+                "volumes": list(volumes),
+                "preload": preload,
+                "limits": {"memory": mem, "pids": pids, "cpus": ncpus,
+                           "memory_swap": res.memory_swap},
+                "cgroup": cg.to_dict(),
+                "exit_code": None,
+                "oom_killed": False,
+            }
+            sdir.write_json("config.json", spec.to_dict())
+            with sdir.lock():
+                sdir.write(state)
+        except BaseException as e:
+            cleanup.undo_create(e, ContainerError, sdir, cg, cdir)
+            raise
+        c = Container(self, name)
+        c._spec = spec
+        c._state = state
+        return c
+
