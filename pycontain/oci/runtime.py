@@ -23,9 +23,9 @@ Lifecycle (runtime-spec "Lifecycle", runc's process model):
 
 from __future__ import annotations
 
+import _signal as signal  # the C module: `signal` wraps it in enums, ~1 ms of start-up
 import json
 import os
-import signal
 import time
 
 from pycontain.errors import ContainerError
@@ -38,12 +38,7 @@ from pycontain.oci.config import (
 )
 from pycontain.oci.log import rfc3339
 from pycontain.runtime import cgroups, cleanup, procs
-from pycontain.runtime.args import parse_signal
-from pycontain.runtime.container import Container
-from pycontain.runtime.preload import POLICIES, add_preload
-from pycontain.runtime.process import Launch, _run_hooks
-from pycontain.runtime.runtime import Runtime
-from pycontain.runtime.spec import DEFAULT_DEVICE_RULES, Spec
+from pycontain.runtime.hooks import run_hooks
 from pycontain.runtime.state import (
     StateDir,
     StateError,
@@ -56,6 +51,13 @@ from pycontain.runtime.state import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional, Sequence
+
+    from pycontain.runtime.container import Container
+    from pycontain.runtime.runtime import Runtime
+    from pycontain.runtime.spec import Spec
+
+# The state-only verbs (state, list, kill, pause, delete, ...) import neither the container
+# process nor the syscall layer: engines call them several times per container.
 
 DEFAULT_ROOT = "/run/pycontain-oci"
 FIFO = "exec.fifo"
@@ -77,6 +79,8 @@ def _cgroup_location(path: str, cid: str) -> List[str]:
 def _device_rules(spec: Spec) -> List[Dict[str, Any]]:
     """The config's device rules, then (like runc) the devices every container gets and the
     nodes listed in linux.devices."""
+    from pycontain.runtime.spec import DEFAULT_DEVICE_RULES
+
     rules = list(spec.linux.resources.devices)
     rules += [r for r in DEFAULT_DEVICE_RULES if r.get("allow")]
     rules += [{"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"}]
@@ -96,8 +100,17 @@ class OciRuntime:
     def __init__(self, root: Optional[str] = None,
                  warn: Optional[Callable[[str], None]] = None) -> None:
         self.root = os.path.abspath(root or DEFAULT_ROOT)
-        self.rt = Runtime(root=self.root, storage=os.path.join(self.root, ".storage"))
         self.warn = warn or (lambda msg: None)
+        self._rt: Optional[Runtime] = None
+
+    @property
+    def rt(self) -> Runtime:
+        """The runtime core, with its state in this root (made when first needed)."""
+        if self._rt is None:
+            from pycontain.runtime.runtime import Runtime
+
+            self._rt = Runtime(root=self.root, storage=os.path.join(self.root, ".storage"))
+        return self._rt
 
     # -- lookup ------------------------------------------------------------------------------
     def _dir(self, cid: str) -> StateDir:
@@ -160,6 +173,11 @@ class OciRuntime:
     def create(self, cid: str, bundle: str, pid_file: Optional[str] = None,
                console_socket: Optional[str] = None, preserve_fds: int = 0) -> int:
         """Set the container up and leave its process blocked before the user program."""
+        from pycontain.runtime.container import Container
+        from pycontain.runtime.preload import POLICIES, add_preload
+        from pycontain.runtime.process import Launch
+        from pycontain.runtime.spec import Spec
+
         if os.geteuid() != 0:
             raise OciError("pycontain-oci must run as root (rootless containers are not "
                            "supported)")
@@ -238,8 +256,8 @@ class OciRuntime:
             if hooks.get("prestart") or hooks.get("createRuntime"):
                 def runtime_hooks(child: int) -> None:
                     st = self._oci_state(state, "creating", child)
-                    _run_hooks(hooks.get("prestart") or [], st, "prestart")
-                    _run_hooks(hooks.get("createRuntime") or [], st, "createRuntime")
+                    run_hooks(hooks.get("prestart") or [], st, "prestart")
+                    run_hooks(hooks.get("createRuntime") or [], st, "createRuntime")
             if spec.linux.seccomp is not None:
                 self.prepare_seccomp(spec.linux.seccomp)
             pid = c.spawn_created(launch, runtime_hooks)
@@ -292,7 +310,7 @@ class OciRuntime:
         hooks = self._hooks(sdir)
         for h in hooks.get("poststart") or []:
             try:
-                _run_hooks([h], self._oci_state(s, "running"), "poststart")
+                run_hooks([h], self._oci_state(s, "running"), "poststart")
             except ContainerError as e:
                 self.warn(str(e))
 
@@ -307,6 +325,8 @@ class OciRuntime:
     def kill(self, cid: str, sig: str = "SIGTERM", all_processes: bool = False) -> None:
         s = self._read(cid)
         status = self.status_of(s)
+        from pycontain.runtime.args import parse_signal
+
         try:
             signum = parse_signal(sig)
         except ContainerError as e:
@@ -390,12 +410,14 @@ class OciRuntime:
         cleanup.destroy(sdir, None, None)
         for h in hooks.get("poststop") or []:
             try:
-                _run_hooks([h], self._oci_state(s, "stopped"), "poststop")
+                run_hooks([h], self._oci_state(s, "stopped"), "poststop")
             except ContainerError as e:
                 self.warn(str(e))
 
     # -- exec / ps ---------------------------------------------------------------------------
     def container(self, cid: str) -> Container:
+        from pycontain.runtime.container import Container
+
         self._read(cid)
         return Container(self.rt, cid)
 

@@ -5,15 +5,15 @@ and turned into what the runtime uses; a bad value raises ContainerError naming 
 from __future__ import annotations
 
 import os
-import signal
 
 from pycontain.defaults import DEFAULT_PATH
 from pycontain.errors import ContainerError
-from pycontain.runtime.spec import Mount
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+    from pycontain.runtime.spec import Mount
 
     Size = Union[int, str, None]
 
@@ -93,6 +93,8 @@ def cpus_arg(value: Union[float, str]) -> float:
 
 
 def parse_volume(spec: str) -> Mount:
+    from pycontain.runtime.spec import Mount
+
     parts = spec.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
         raise ContainerError(f"invalid volume {spec!r} (expected SRC:DST[:ro])")
@@ -116,8 +118,10 @@ def parse_signal(sig: Union[int, str]) -> int:
         return int(text)
     if not text.startswith("SIG"):
         text = "SIG" + text
+    import signal as signals  # the enum of names: only for a signal given by name
+
     try:
-        return int(signal.Signals[text])
+        return int(signals.Signals[text])
     except KeyError:
         raise ContainerError(f"invalid signal {sig!r}") from None
 

@@ -3,11 +3,11 @@ kill what is left, remove its cgroup, upper dir and state directory, leaving not
 
 from __future__ import annotations
 
+import _signal as signal  # the C module: `signal` wraps it in enums, ~1 ms of start-up
 import os
-import signal
 import time
 
-from pycontain.runtime import _sys, cgroups, procs
+from pycontain.runtime import cgroups, procs
 from pycontain.runtime.state import StateDir, alive
 
 TYPE_CHECKING = False
@@ -56,6 +56,8 @@ def destroy(sdir: StateDir, cg: Optional[cgroups.Cgroup], cdir: Optional[str]) -
     if cdir and os.path.isdir(cdir):
         shutil.rmtree(cdir, ignore_errors=True)
         if os.path.isdir(cdir):  # still mounted somewhere? detach and retry
+            from pycontain.runtime import _sys
+
             try:
                 _sys.umount2(cdir, _sys.MNT_DETACH)
             except OSError:

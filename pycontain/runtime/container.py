@@ -15,9 +15,9 @@ container is created by :meth:`pycontain.runtime.runtime.Runtime.create`.
 
 from __future__ import annotations
 
+import _signal as signal  # the C module: `signal` wraps it in enums, ~1 ms of start-up
 import json
 import os
-import signal
 import time
 
 from pycontain.errors import ContainerError

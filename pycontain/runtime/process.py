@@ -9,7 +9,6 @@ importing after pivot_root.
 
 from __future__ import annotations
 
-import json
 import os
 
 from pycontain.defaults import DEFAULT_PATH
@@ -202,6 +201,8 @@ def _preimport(spec: Spec, terminal: bool = False) -> None:
         import termios  # noqa: F401
     if any(spec.hooks.get(k) for k in ("createContainer", "startContainer")):
         import subprocess  # noqa: F401
+
+        from pycontain.runtime import hooks  # noqa: F401
     if spec.linux.seccomp is not None:
         from pycontain.runtime import seccomp as _seccomp
 
@@ -220,38 +221,6 @@ def _open_fifo(path: str) -> Tuple[int, int]:
     return rfd, wfd
 
 
-def _run_hooks(hooks: List[Dict[str, Any]], state: Dict[str, Any], kind: str) -> None:
-    """Run OCI hooks in order, the state JSON on stdin; a failure or timeout is an error."""
-    if not hooks:
-        return
-    import subprocess
-
-    data = json.dumps(state).encode()
-    for h in hooks:
-        path = h.get("path", "")
-        args = list(h.get("args") or [path])
-        timeout = h.get("timeout")
-        try:
-            proc = subprocess.run(args, executable=path, input=data, env=_env_dict(h.get("env")),
-                                  capture_output=True, timeout=timeout, close_fds=True)
-        except subprocess.TimeoutExpired:
-            raise ContainerError(f"{kind} hook {path} timed out after {timeout}s") from None
-        except OSError as e:
-            raise ContainerError(f"{kind} hook {path}: {e.strerror}") from None
-        if proc.returncode != 0:
-            err = proc.stderr.decode(errors="replace").strip()
-            raise ContainerError(f"{kind} hook {path} failed with status {proc.returncode}"
-                                 + (f": {err}" if err else ""))
-
-
-def _env_dict(env: Optional[List[str]]) -> Dict[str, str]:
-    out: Dict[str, str] = {}
-    for item in env or []:
-        k, _, v = item.partition("=")
-        out[k] = v
-    return out
-
-
 def _run_setup_hooks(spec: Spec, launch: Launch) -> None:
     """Before pivot_root: ask the parent to run prestart + createRuntime hooks (runtime
     namespace), then run the createContainer hooks here (container namespaces)."""
@@ -266,7 +235,10 @@ def _run_setup_hooks(spec: Spec, launch: Launch) -> None:
         reply = os.read(r, 65536)
         if reply != b"K":
             raise ContainerError(reply.decode(errors="replace") or "runtime hooks failed")
-    _run_hooks(hooks.get("createContainer") or [], launch.hook_state, "createContainer")
+    if hooks.get("createContainer"):
+        from pycontain.runtime.hooks import run_hooks  # imported by _preimport
+
+        run_hooks(hooks["createContainer"], launch.hook_state, "createContainer")
 
 
 def _setup_console(sock: int, proc: Any) -> None:
@@ -316,7 +288,10 @@ def _await_start(errw: int, launch: Launch, spec: Spec) -> None:
     os.close(rfd)
     os.close(wfd)
     state = dict(launch.hook_state, status="created")
-    _run_hooks(spec.hooks.get("startContainer") or [], state, "startContainer")
+    if spec.hooks.get("startContainer"):
+        from pycontain.runtime.hooks import run_hooks  # imported by _preimport
+
+        run_hooks(spec.hooks["startContainer"], state, "startContainer")
 
 
 def _apply_rlimits(spec: Spec) -> None:

@@ -4,9 +4,9 @@ convention, the close-on-exec error pipe of a container's setup, reading back a 
 
 from __future__ import annotations
 
+import _signal as signal  # the C module: `signal` wraps it in enums, ~1 ms of start-up
 import errno
 import os
-import signal
 import time
 
 from pycontain.errors import ContainerError

@@ -12,7 +12,6 @@ from pycontain.errors import ContainerError
 from pycontain.runtime import cgroups, cleanup
 from pycontain.runtime.args import build_env, parse_cpus, parse_size, parse_volume
 from pycontain.runtime.container import Container
-from pycontain.runtime.preload import POLICIES, add_preload, library
 from pycontain.runtime.rootfs import upper_needs_tmpfs
 from pycontain.runtime.spec import default_spec
 from pycontain.runtime.state import StateDir, StateError, iter_states, list_names
@@ -118,6 +117,8 @@ class Runtime:
                 raise ContainerError(f"invalid --pids value: {pids} (must be > 0)")
         if net not in ("none", "host"):
             raise ContainerError(f"invalid --net {net!r} (none or host)")
+        if preload is not None:
+            from pycontain.runtime.preload import POLICIES, add_preload, library
         if preload is not None and preload not in POLICIES:
             raise ContainerError(f"invalid --preload policy {preload!r} "
                                  f"(one of {', '.join(POLICIES)})")

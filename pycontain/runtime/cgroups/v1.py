@@ -14,11 +14,12 @@ from pycontain.runtime.cgroups.base import (
     Driver,
     Limits,
 )
-from pycontain.runtime.spec import Resources
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional
+
+    from pycontain.runtime.spec import Resources
 
 
 class CgroupV1(Cgroup):

@@ -3,8 +3,8 @@ the parent's cgroup.subtree_control."""
 
 from __future__ import annotations
 
+import _signal as signal  # the C module: `signal` wraps it in enums, ~1 ms of start-up
 import os
-import signal
 
 from pycontain.runtime.cgroups import base
 from pycontain.runtime.cgroups.base import (
@@ -15,11 +15,12 @@ from pycontain.runtime.cgroups.base import (
     Driver,
     Limits,
 )
-from pycontain.runtime.spec import Resources
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List
+
+    from pycontain.runtime.spec import Resources
 
 
 class CgroupV2(Cgroup):
