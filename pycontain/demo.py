@@ -22,7 +22,8 @@ print(f"hostname={socket.gethostname()} pid={os.getpid()} "
       f"processes={len([p for p in os.listdir('/proc') if p.isdigit()])} dict={len(d)}")
 """
 HOG = "x = []\nwhile True:\n    x.append(bytearray(1 << 20))\n"
-TICKER = "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.02; done"
+TICKER = ("i=0; while true; do i=$((i+1)); echo $i > /tmp/n.new; mv /tmp/n.new /tmp/n; "
+          "sleep 0.02; done")
 
 
 def _allocator_summary(alloc: Optional[Dict[str, Any]]) -> str:

@@ -196,7 +196,7 @@ def test_start_up_paths_import_only_what_they_use() -> None:
     docker-like CLI nor images nor the container process and the syscall layer; neither loads
     the `signal` module's enums."""
     run = _loaded_by("from pycontain.cli import parser, containers\n"
-                     "parser._fast_run_args(['run', '--rm', '--rootfs', '/', '--', 'true'])\n"
+                     "parser.fast_run_args(['run', '--rm', '--rootfs', '/', '--', 'true'])\n"
                      "from pycontain.runtime import runtime")
     assert "argparse" not in run
     assert not {m for m in run if m.startswith(("pycontain.image", "pycontain.oci"))}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 
-from pycontain.cli.parser import _fast_run_args, _parser
+from pycontain.cli.parser import build_parser, fast_run_args
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,13 +38,13 @@ COMMANDS = {
 def main(argv: Optional[List[str]] = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
-    args = _fast_run_args(argv)
+    args = fast_run_args(argv)
     if args is None:
         verb = next((a for a in argv if not a.startswith("-")), None)
         # Options before the verb take a value (--root X): only a verb-first command line is
         # safe to parse with the single-verb parser.
         only = verb if argv and argv[0] == verb and verb in COMMANDS else None
-        args = _parser(only).parse_args(argv)
+        args = build_parser(only).parse_args(argv)
     try:
         if args.verb in NEEDS_ROOT and os.geteuid() != 0:
             raise _error("pycontain must run as root (rootless containers are not supported "

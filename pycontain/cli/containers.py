@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import sys
 
-from pycontain.cli.parser import _strip_dashdash
+from pycontain.cli.parser import strip_dashdash
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Optional
 
 
-def _runtime(args: Any) -> Any:
+def runtime_of(args: Any) -> Any:
     from pycontain.runtime.runtime import Runtime
 
     return Runtime(getattr(args, "root", None), getattr(args, "storage", None))
 
 
-def _human(n: Optional[int]) -> str:
+def human(n: Optional[int]) -> str:
     if n is None:
         return "-"
     for unit in ("B", "K", "M", "G", "T"):
@@ -29,8 +29,8 @@ def _human(n: Optional[int]) -> str:
 
 
 def cmd_run(args: Any) -> int:
-    rt = _runtime(args)
-    command = _strip_dashdash(args.command)
+    rt = runtime_of(args)
+    command = strip_dashdash(args.command)
     c = rt.create(
         command, args.image, rootfs=args.rootfs, name=args.name, memory=args.memory,
         memory_swap=args.memory_swap, pids=args.pids, cpus=args.cpus, hostname=args.hostname,
@@ -44,7 +44,7 @@ def cmd_run(args: Any) -> int:
     sys.stdout.flush()
     res = c.run(forward_signals=True)
     if res.oom_killed:
-        limit = _human(c.state(refresh=False).get("limits", {}).get("memory")) \
+        limit = human(c.state(refresh=False).get("limits", {}).get("memory")) \
             if not args.rm else args.memory
         sys.stderr.write(f"pycontain: container {c.name} was killed by the OOM killer "
                          f"(memory limit {limit})\n")
@@ -52,8 +52,8 @@ def cmd_run(args: Any) -> int:
 
 
 def cmd_exec(args: Any) -> int:
-    c = _runtime(args).get(args.name)
-    res = c.exec(_strip_dashdash(args.command), env=args.env, workdir=args.workdir)
+    c = runtime_of(args).get(args.name)
+    res = c.exec(strip_dashdash(args.command), env=args.env, workdir=args.workdir)
     return int(res.exit_code)
 
 
@@ -61,7 +61,7 @@ def cmd_ps(args: Any) -> int:
     import json
 
     rows = []
-    for c in _runtime(args).containers():
+    for c in runtime_of(args).containers():
         try:
             info = c.inspect()
         except Exception:  # removed meanwhile
@@ -94,14 +94,14 @@ def cmd_ps(args: Any) -> int:
 
 
 def cmd_logs(args: Any) -> int:
-    data = _runtime(args).get(args.name).logs()
+    data = runtime_of(args).get(args.name).logs()
     sys.stdout.buffer.write(data)
     sys.stdout.flush()
     return 0
 
 
 def cmd_kill(args: Any) -> int:
-    _runtime(args).get(args.name).kill(args.signal_opt or args.signal)
+    runtime_of(args).get(args.name).kill(args.signal_opt or args.signal)
     return 0
 
 
@@ -115,7 +115,7 @@ def cmd_rm(args: Any) -> int:
 
 def _each(args: Any, action: Callable[[Any], None]) -> int:
     """Applies action to each named container, printing each name as docker does."""
-    rt = _runtime(args)
+    rt = runtime_of(args)
     for name in args.name:
         action(rt.get(name))
         print(name)
@@ -140,7 +140,7 @@ def cmd_update(args: Any) -> int:
 def cmd_inspect(args: Any) -> int:
     import json
 
-    rt = _runtime(args)
+    rt = runtime_of(args)
     out = [rt.get(n).inspect() for n in args.name]
     print(json.dumps(out[0] if len(out) == 1 else out, indent=2, default=str))
     return 0

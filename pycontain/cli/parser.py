@@ -18,7 +18,7 @@ class _Args:
         self.__dict__.update(kwargs)
 
 
-def _parser(only: Optional[str] = None) -> Any:
+def build_parser(only: Optional[str] = None) -> Any:
     """The full parser, or (for speed: argparse construction is costly) only verb ``only``."""
     import argparse
 
@@ -135,7 +135,7 @@ def _parser(only: Optional[str] = None) -> Any:
     return p
 
 
-def _strip_dashdash(cmd: List[str]) -> List[str]:
+def strip_dashdash(cmd: List[str]) -> List[str]:
     return cmd[1:] if cmd and cmd[0] == "--" else cmd
 
 
@@ -160,7 +160,7 @@ _RUN_DEFAULTS = {"name": None, "image": "host", "rootfs": None, "memory": None,
                  "detach": False, "rm": False, "init": True, "preload": None}
 
 
-def _fast_run_args(argv: List[str]) -> Optional[Any]:
+def fast_run_args(argv: List[str]) -> Optional[Any]:
     """Parse a plain ``run`` command line without building argparse parsers (a few ms that
     matter for container start latency). Returns None for anything unusual (help, errors,
     --preload's optional value, ...): argparse then handles it and reports errors."""

@@ -8,7 +8,7 @@ import json
 import sys
 import time
 
-from pycontain.cli.containers import _human, _runtime
+from pycontain.cli.containers import human, runtime_of
 from pycontain.errors import ContainerError
 
 TYPE_CHECKING = False
@@ -42,7 +42,7 @@ def cmd_stats(args: Any) -> int:
     """docker stats: CPU use over the interval (100% = one CPU), memory, processes."""
     if not args.interval > 0:
         raise ContainerError(f"invalid --interval {args.interval} (must be > 0)")
-    rt = _runtime(args)
+    rt = runtime_of(args)
     cs = _stats_targets(rt, args.name)
     prev = _stats_sample(cs)
     fmt = "{:<20} {:<12} {:>7} {:>21} {:>7} {:>6}"
@@ -72,7 +72,7 @@ def cmd_stats(args: Any) -> int:
             for r in rows:
                 mem_pct = "-" if r["memory_percent"] is None else f"{r['memory_percent']:.1f}%"
                 print(fmt.format(r["name"][:20], r["id"][:12], f"{r['cpu_percent']:.1f}%",
-                                 f"{_human(r['memory'])} / {_human(r['memory_limit'])}",
+                                 f"{human(r['memory'])} / {human(r['memory_limit'])}",
                                  mem_pct, r["pids"] if r["pids"] is not None else "-"))
         sys.stdout.flush()
         if args.no_stream:

@@ -11,7 +11,8 @@ import pycontain
 from pycontain.errors import ContainerError
 
 # Writes an ever-growing counter to /tmp/n every 20 ms.
-COUNTER = "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.02; done"
+COUNTER = ("i=0; while true; do i=$((i+1)); echo $i > /tmp/n.new; mv /tmp/n.new /tmp/n; "
+           "sleep 0.02; done")
 
 
 def _counter(c) -> int:  # type: ignore[no-untyped-def]

@@ -177,13 +177,13 @@ def test_detect_drivers() -> None:
 def test_fast_run_parser_matches_argparse(argv: list) -> None:
     from pycontain.cli import parser
 
-    fast = parser._fast_run_args(argv)
+    fast = parser.fast_run_args(argv)
     assert fast is not None
-    slow = parser._parser().parse_args(argv)
+    slow = parser.build_parser().parse_args(argv)
     slow_vars = vars(slow)
-    slow_vars["command"] = parser._strip_dashdash(slow_vars["command"])
+    slow_vars["command"] = parser.strip_dashdash(slow_vars["command"])
     fast_vars = vars(fast)
-    fast_vars["command"] = parser._strip_dashdash(fast_vars["command"])
+    fast_vars["command"] = parser.strip_dashdash(fast_vars["command"])
     assert fast_vars == slow_vars
 
 
@@ -193,4 +193,4 @@ def test_fast_run_parser_matches_argparse(argv: list) -> None:
 def test_fast_run_parser_defers_to_argparse(argv: list) -> None:
     from pycontain.cli import parser
 
-    assert parser._fast_run_args(argv) is None
+    assert parser.fast_run_args(argv) is None

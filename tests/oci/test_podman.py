@@ -255,7 +255,8 @@ def test_runtime_name(podman: Podman) -> None:
 def test_pause_unpause(podman: Podman) -> None:
     """podman pause/unpause drive pycontain-oci pause/resume (the cgroup freezer)."""
     r = podman.run("-d", "--name", "pyc-pause", IMAGE, "sh", "-c",
-                   "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.02; done")
+                   "i=0; while true; do i=$((i+1)); echo $i > /tmp/n.new; mv /tmp/n.new /tmp/n; "
+                   "sleep 0.02; done")
     assert r.returncode == 0, r.stderr.decode()
     try:
         time.sleep(0.3)
