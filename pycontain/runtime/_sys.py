@@ -59,6 +59,8 @@ PR_SET_CHILD_SUBREAPER: int = lib.PR_SET_CHILD_SUBREAPER
 PR_SET_PDEATHSIG: int = lib.PR_SET_PDEATHSIG
 PR_CAPBSET_DROP: int = lib.PR_CAPBSET_DROP
 PR_SET_NAME: int = lib.PR_SET_NAME
+PR_SET_DUMPABLE: int = lib.PR_SET_DUMPABLE
+PR_GET_DUMPABLE: int = lib.PR_GET_DUMPABLE
 
 S_IFCHR: int = lib.S_IFCHR
 S_IFBLK: int = lib.S_IFBLK
@@ -136,6 +138,28 @@ def prctl(option: int, a2: int = 0, a3: int = 0, a4: int = 0, a5: int = 0) -> in
     if ret < 0:
         raise _fail(f"prctl({option})")
     return ret
+
+
+class NonDumpable:
+    """``with NonDumpable(): pid = os.fork()``: the child is born non-dumpable (PR_SET_DUMPABLE
+    0), so that from its first instruction until its execve no process in the namespaces it
+    enters can open its /proc/PID/exe, fd, mem or environ, nor ptrace it (the CVE-2019-5736
+    class: a host interpreter reachable from inside a container). The caller's own setting is
+    restored on leaving; execve makes the workload dumpable again, as any program is."""
+
+    def __enter__(self) -> NonDumpable:
+        self.old = lib.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
+        if lib.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0:
+            raise _fail("prctl(PR_SET_DUMPABLE, 0)")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.old > 0 and os.getpid() == self.pid:
+            lib.prctl(PR_SET_DUMPABLE, self.old, 0, 0, 0)
+
+    def __init__(self) -> None:
+        self.old = 1
+        self.pid = os.getpid()
 
 
 def set_no_new_privs() -> None:

@@ -124,7 +124,8 @@ class Container:
                 finally:
                     os.close(target)
             try:
-                pid = os.fork()
+                with _sys.NonDumpable():  # never a dumpable host interpreter in its namespaces
+                    pid = os.fork()
                 if pid == 0:
                     os.close(errr)
                     _child(spec, state, procs, errw, stdio, launch)

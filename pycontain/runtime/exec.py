@@ -75,7 +75,8 @@ def exec_in(container: Container, command: Sequence[str],
         try:
             _sys.setns(pidns, _sys.CLONE_NEWPID, f"/proc/{pid}/ns/pid")
             try:
-                child = os.fork()
+                with _sys.NonDumpable():  # never a dumpable host interpreter in its namespaces
+                    child = os.fork()
                 if child == 0:  # pragma: no cover - runs in the child
                     os.close(errr)
                     _exec_child(spec, nsfds, rootfd, cg.join_files(), fds, command,

@@ -202,6 +202,21 @@ def test_exec_args_process_json_and_detach(oci: Oci, bundle: Bundle) -> None:
     assert r.returncode == 1
 
 
+def test_created_container_process_is_out_of_reach(oci: Oci, bundle: Bundle) -> None:
+    """Between create and start, the container's PID 1 is the runtime's own process (a host
+    interpreter waiting on exec.fifo): nothing inside may read its exe, fds or memory."""
+    bundle.set_args("sleep", "100")
+    cid = oci.new_id()
+    oci.create(bundle, cid)
+    try:
+        r = oci.run("exec", cid, "sh", "-c", "readlink /proc/1/exe; readlink /proc/1/fd/0; "
+                    "cat /proc/1/environ; head -c1 /proc/1/mem; echo done")
+        assert r.stdout.decode().split() == ["done"], r.stdout
+        assert r.stderr.decode().count("ermission denied") == 2, r.stderr  # environ, mem
+    finally:
+        oci.run("delete", "--force", cid, check=0)
+
+
 def test_list_ps_spec_features_version(oci: Oci, bundle: Bundle, tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert json.loads(oci.run("list", "--format", "json", check=0).stdout or b"[]") == []
     bundle.set_args("sleep", "100")
