@@ -33,11 +33,19 @@ _MEMORY = {"limit", "swap", "reservation", "swappiness", "disableOOMKiller"}
 _CPU = {"quota", "period", "shares", "cpus", "mems", "realtimeRuntime", "realtimePeriod", "idle"}
 _BLOCKIO = {"weight", "weightDevice", "throttleReadBpsDevice", "throttleWriteBpsDevice",
             "throttleReadIOPSDevice", "throttleWriteIOPSDevice"}
-_LINUX_IGNORED_EMPTY = {"mountLabel", "intelRdt", "personality"}
-_PROCESS_IGNORED_EMPTY = {"apparmorProfile", "selinuxLabel"}
-# Fields a runtime may ignore: they only matter to security modules this machine lacks.
-_SECURITY_MODULES = {"apparmorProfile": "/sys/kernel/security/apparmor",
-                     "selinuxLabel": "/sys/fs/selinux", "mountLabel": "/sys/fs/selinux"}
+_LINUX_IGNORED_EMPTY = {"personality"}
+# Protections and controls this runtime cannot apply: accepted only when empty, else the
+# container is refused (runc refuses an AppArmor profile when AppArmor is off, a network
+# class without net_cls, ...): a requested protection must never be silently absent.
+_REFUSED_UNLESS_EMPTY = {
+    "process.apparmorProfile": "AppArmor profiles are not applied by pycontain-oci",
+    "process.selinuxLabel": "SELinux labels are not applied by pycontain-oci",
+    "linux.mountLabel": "SELinux mount labels are not applied by pycontain-oci",
+    "linux.intelRdt": "Intel RDT (resctrl) is not supported",
+    "linux.resources.network": "network classes need the net_cls/net_prio controllers, "
+                               "which pycontain-oci does not manage",
+    "linux.resources.rdma": "the rdma controller is not supported",
+}
 
 
 class OciError(ContainerError):
@@ -82,13 +90,7 @@ def check_config(cfg: Dict[str, Any], driver_version: int) -> List[str]:
     if not (cfg.get("root") or {}).get("path"):
         raise OciError("config.json: root.path is required")
     for k, v in proc.items():
-        if k in _PROCESS:
-            continue
-        if k in _SECURITY_MODULES and (not v or not os.path.exists(_SECURITY_MODULES[k])):
-            if v:
-                warnings.append(f"process.{k} ignored: the security module is not enabled")
-            continue
-        if k in _PROCESS_IGNORED_EMPTY and not v:
+        if k in _PROCESS or _refused(f"process.{k}", v):
             continue
         warnings.append(f"process.{k} is not supported (ignored)")
     _unknown(proc.get("user"), _USER | {"username"}, "process.user", warnings)
@@ -99,11 +101,7 @@ def check_config(cfg: Dict[str, Any], driver_version: int) -> List[str]:
             raise OciError(f"unknown rlimit {rl.get('type')!r}")
     linux = cfg.get("linux") or {}
     for k, v in linux.items():
-        if k in _LINUX:
-            continue
-        if k in _SECURITY_MODULES and not os.path.exists(_SECURITY_MODULES[k]):
-            if v:
-                warnings.append(f"linux.{k} ignored: the security module is not enabled")
+        if k in _LINUX or _refused(f"linux.{k}", v):
             continue
         if k in _LINUX_IGNORED_EMPTY and not v:
             continue
@@ -118,8 +116,11 @@ def check_config(cfg: Dict[str, Any], driver_version: int) -> List[str]:
             raise OciError(f"namespace path {ns['path']} does not exist")
     if linux.get("uidMappings") or linux.get("gidMappings"):
         raise OciError("uid/gid mappings need a user namespace, which is not supported")
+    _check_mount_namespace(cfg, linux, warnings)
     res = linux.get("resources") or {}
-    _unknown(res, _RESOURCES, "linux.resources", warnings)
+    for k, v in res.items():
+        _refused(f"linux.resources.{k}", v)
+    _unknown(res, _RESOURCES | {"network", "rdma"}, "linux.resources", warnings)
     _unknown(res.get("memory"), _MEMORY | {"kernel", "kernelTCP", "useHierarchy",
                                            "checkBeforeUpdate"}, "linux.resources.memory",
              warnings)
@@ -175,6 +176,33 @@ def check_config(cfg: Dict[str, Any], driver_version: int) -> List[str]:
             if not str(h.get("path", "")).startswith("/"):
                 raise OciError(f"{kind} hook path must be absolute: {h.get('path')!r}")
     return warnings
+
+
+def _refused(key: str, value: Any) -> bool:
+    """True for a key of _REFUSED_UNLESS_EMPTY left empty; OciError if it has a value."""
+    if key not in _REFUSED_UNLESS_EMPTY:
+        return False
+    if value:
+        raise OciError(f"{key} is set but cannot be applied: {_REFUSED_UNLESS_EMPTY[key]}")
+    return True
+
+
+def _check_mount_namespace(cfg: Dict[str, Any], linux: Dict[str, Any],
+                           warnings: List[str]) -> None:
+    """Without a mount namespace (new or joined) the container is confined to root.path by
+    chroot, and nothing is mounted: masked and read-only paths, a read-only root and
+    mounts would all have to change the host's mount table, so the first three are refused
+    (as runc does) and the mounts reported as not made."""
+    if any(ns.get("type") == "mount" for ns in linux.get("namespaces") or []):
+        return
+    for key in ("maskedPaths", "readonlyPaths"):
+        if linux.get(key):
+            raise OciError(f"linux.{key} cannot be applied without a mount namespace")
+    if (cfg.get("root") or {}).get("readonly"):
+        raise OciError("root.readonly cannot be applied without a mount namespace")
+    if cfg.get("mounts"):
+        warnings.append("no mount namespace: the container is confined to root.path, and "
+                        f"its {len(cfg['mounts'])} mounts are not made")
 
 
 _NS_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",

@@ -247,7 +247,7 @@ class OciRuntime:
                 console = sock.fileno()
             init = spec.annotations.get(INIT_ANNOTATION, "").lower() in ("1", "true", "yes")
             launch = Launch(fifo=fifo, console=console, preserve_fds=preserve_fds, init=init,
-                            hook_state=self._oci_state(state, "creating"))
+                            hook_state=self._oci_state(state, "created"))
             c = Container(self.rt, cid)
             c._spec = spec
             c._state = state
@@ -255,7 +255,8 @@ class OciRuntime:
             runtime_hooks = None
             if hooks.get("prestart") or hooks.get("createRuntime"):
                 def runtime_hooks(child: int) -> None:
-                    st = self._oci_state(state, "creating", child)
+                    # runc (and runtime-tools' hooks_stdin) give the setup hooks status "created"
+                    st = self._oci_state(state, "created", child)
                     run_hooks(hooks.get("prestart") or [], st, "prestart")
                     run_hooks(hooks.get("createRuntime") or [], st, "createRuntime")
             if spec.linux.seccomp is not None:

@@ -84,6 +84,7 @@ def _child(spec: Spec, state: Dict[str, Any], procs_files: List[str], errw: int,
                 f.write(str(spec.process.oom_score_adj))
         if launch is not None and launch.fifo:
             launch.fifo_fds = _open_fifo(launch.fifo)
+        _current_caps()  # read now: /proc may be out of reach once namespaces are joined
         flags = 0
         for ns in spec.linux.namespaces:
             if ns.type in ("pid", "user"):
@@ -99,8 +100,10 @@ def _child(spec: Spec, state: Dict[str, Any], procs_files: List[str], errw: int,
                 flags |= flag
         os.umask(0o022)
         _sys.unshare(flags)
-        if flags & _sys.CLONE_NEWNS:
+        if any(ns.type == "mount" for ns in spec.linux.namespaces):  # new, or joined by path
             _setup_rootfs(spec, state, launch)
+        else:
+            _confine_to_root(spec, launch)
         if spec.hostname and spec.linux.has_namespace("uts"):
             _sys.sethostname(spec.hostname)
         if spec.linux.has_namespace("network"):
@@ -172,6 +175,16 @@ def _setup_rootfs(spec: Spec, state: Dict[str, Any], launch: Optional[Launch] = 
     _rootfs.readonly_paths(spec.linux.readonly_paths)
     if spec.root.readonly:
         _rootfs.remount_root_readonly()
+
+
+def _confine_to_root(spec: Spec, launch: Optional[Launch] = None) -> None:
+    """No mount namespace (an OCI config may leave it out): nothing can be mounted without
+    changing the host's mount table, but the process is still confined to root.path, as runc
+    does (chroot; the config checks refuse masked and read-only paths in this case)."""
+    if launch is not None:
+        _run_setup_hooks(spec, launch)
+    os.chroot(spec.root.path)
+    os.chdir("/")
 
 
 def _write_sysctls(spec: Spec) -> None:
@@ -304,15 +317,23 @@ def _apply_rlimits(spec: Spec) -> None:
         resource.setrlimit(key, (rl.soft, rl.hard))
 
 
+_CAPS: List[Any] = []  # [(pid, caps)]
+
+
 def _current_caps() -> Tuple[int, int, int]:
-    """(effective, permitted, inheritable) of this process, from /proc/self/status."""
+    """(effective, permitted, inheritable) of this process, from /proc/self/status; read once
+    (first, before any namespace is joined) per process: they only change when dropped."""
+    if _CAPS and _CAPS[0][0] == os.getpid():
+        return _CAPS[0][1]
     found: Dict[str, int] = {}
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith(("CapEff:", "CapPrm:", "CapInh:")):
                 key, _, value = line.partition(":")
                 found[key] = int(value.strip(), 16)
-    return found["CapEff"], found["CapPrm"], found["CapInh"]
+    caps = (found["CapEff"], found["CapPrm"], found["CapInh"])
+    _CAPS[:] = [(os.getpid(), caps)]
+    return caps
 
 
 _PR_SET_KEEPCAPS = 8

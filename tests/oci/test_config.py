@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from typing import Any, Dict
 
 import pytest
@@ -186,6 +187,30 @@ def test_join_namespace_by_path(oci: Oci, bundle: Bundle) -> None:
     oci.run("delete", "--force", first, check=0)
 
 
+def test_join_mount_namespace_by_path(oci: Oci, bundle: Bundle) -> None:
+    """A mount namespace given by path (runtime-tools linux_ns_path) is joined and the root
+    set up inside it, as in a new one: the process sees its bundle's root, not the host's."""
+    holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep", "60"])
+    try:
+        ns = f"/proc/{holder.pid}/ns/mnt"
+        deadline = time.monotonic() + 5
+        while os.readlink(ns) == os.readlink("/proc/self/ns/mnt") and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+        def edit(c: Dict[str, Any]) -> None:
+            c["linux"]["namespaces"] = [n if n["type"] != "mount" else {"type": "mount",
+                                                                         "path": ns}
+                                        for n in c["linux"]["namespaces"]]
+
+        code, out, err = oci.complete(bundle, "sh", "-c", "readlink /proc/self/ns/mnt; "
+                                      "ls /bin/busybox", edit=edit)
+        assert code == 0, err
+        assert out.split() == [os.readlink(ns), "/bin/busybox"]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_seccomp(oci: Oci, bundle: Bundle) -> None:
     from pycontain.runtime import seccomp
 
@@ -246,7 +271,7 @@ def test_hooks(oci: Oci, bundle: Bundle, tmp_path) -> None:  # type: ignore[no-u
     kinds = [line.split()[0] for line in lines]
     assert kinds == ["prestart", "createRuntime", "createContainer", "poststart", "poststop"]
     states = [json.loads(line.split(" ", 2)[2]) for line in lines]
-    assert [s["status"] for s in states] == ["creating", "creating", "creating", "running",
+    assert [s["status"] for s in states] == ["created", "created", "created", "running",
                                              "stopped"]
     assert all(line.split()[1] == "e" for line in lines)
     assert states[0]["pid"] == states[2]["pid"] > 0  # the container process, as the host sees it
@@ -263,8 +288,7 @@ def test_hooks(oci: Oci, bundle: Bundle, tmp_path) -> None:  # type: ignore[no-u
 def test_unsupported_fields_are_reported(oci: Oci, bundle: Bundle) -> None:
     def edit(c: Dict[str, Any]) -> None:
         c["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_IDLE"}
-        c["linux"]["intelRdt"] = {"closID": "x"}
-        c["linux"]["resources"]["network"] = {"classID": 1}
+        c["linux"]["intelRdt"] = {}  # empty: nothing asked for
         c["futureThing"] = 1
 
     bundle.set_args("true")
@@ -272,9 +296,9 @@ def test_unsupported_fields_are_reported(oci: Oci, bundle: Bundle) -> None:
     cid = oci.new_id()
     r = oci.create(bundle, cid)
     text = r.stderr.decode()
-    for field in ("process.ioPriority", "linux.intelRdt", "linux.resources.network",
-                  "config.futureThing"):
+    for field in ("process.ioPriority", "config.futureThing"):
         assert f"warning: {field} is not supported" in text, text
+    assert "intelRdt" not in text
     oci.run("delete", "--force", cid, check=0)
     # with --log, warnings go there instead of the container's stderr
     cid = oci.new_id()
@@ -287,8 +311,57 @@ def test_unsupported_fields_are_reported(oci: Oci, bundle: Bundle) -> None:
     assert r.returncode == 0 and b"warning" not in r.stderr
     with open(oci.log) as f:
         entries = [json.loads(line) for line in f]
-    assert any(e["level"] == "warning" and "intelRdt" in e["msg"] for e in entries)
+    assert any(e["level"] == "warning" and "ioPriority" in e["msg"] for e in entries)
     oci.run("delete", "--force", cid, check=0)
+
+
+@pytest.mark.parametrize("where,key,value", [
+    ("process", "apparmorProfile", "docker-default"),
+    ("process", "selinuxLabel", "system_u:system_r:container_t:s0"),
+    ("linux", "mountLabel", "system_u:object_r:container_file_t:s0"),
+    ("linux", "intelRdt", {"closID": "x"}),
+    ("resources", "network", {"classID": 1}),
+])
+def test_protections_that_cannot_be_applied_are_refused(oci: Oci, bundle: Bundle, where: str,
+                                                        key: str, value: Any) -> None:
+    """As runc: a requested protection (AppArmor, SELinux, a resource control) that this
+    runtime cannot apply refuses the container, with one line naming it."""
+    def edit(c: Dict[str, Any]) -> None:
+        target = c["linux"]["resources"] if where == "resources" else c[where]
+        target[key] = value
+
+    bundle.set_args("true")
+    bundle.edit(edit)
+    cid = oci.new_id()
+    r = oci.create(bundle, cid, check=1)
+    err = r.stderr.decode()
+    assert err.count("\n") == 1 and key in err and "cannot be applied" in err, err
+    assert oci.run("state", cid).returncode == 1  # nothing left
+
+
+def test_no_mount_namespace_still_confines_to_root(oci: Oci, bundle: Bundle, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Without a mount namespace the process is chroot'ed into root.path (as runc does):
+    the host's / is not visible and nothing is created on it."""
+    marker = tmp_path / "host-marker"
+    marker.write_text("x")
+    probe = f"/pyc-nomnt-{os.getpid()}"
+
+    def edit(c: Dict[str, Any]) -> None:
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "mount"]
+        c["linux"].pop("maskedPaths", None)
+        c["linux"].pop("readonlyPaths", None)
+
+    code, out, err = oci.complete(
+        bundle, "sh", "-c", f"test -e {marker} && echo LEAK; touch {probe}; ls /bin/busybox",
+        edit=edit)
+    assert code == 0, err
+    assert "LEAK" not in out and "/bin/busybox" in out
+    assert not os.path.exists(probe)
+    assert os.path.exists(bundle.rootfs + probe)
+    # masked paths cannot be applied without a mount namespace: refused
+    bundle.edit(lambda c: c["linux"].update(maskedPaths=["/proc/kcore"]))
+    r = oci.create(bundle, oci.new_id(), check=1)
+    assert b"maskedPaths cannot be applied without a mount namespace" in r.stderr
 
 
 def test_terminal_over_console_socket(oci: Oci, bundle: Bundle, tmp_path) -> None:  # type: ignore[no-untyped-def]
