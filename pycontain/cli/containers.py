@@ -114,12 +114,24 @@ def cmd_rm(args: Any) -> int:
 
 
 def _each(args: Any, action: Callable[[Any], None]) -> int:
-    """Applies action to each named container, printing each name as docker does."""
+    """Applies action to each named container, printing each name as docker does; a name that
+    fails is reported on stderr (one line) and the others are still done. Exit status 125 if
+    any failed."""
+    from pycontain.errors import ContainerError
+
     rt = runtime_of(args)
+    failed = 0
     for name in args.name:
-        action(rt.get(name))
+        try:
+            action(rt.get(name))
+        except (ContainerError, OSError) as e:
+            sys.stdout.flush()
+            sys.stderr.write(f"pycontain: error: {name}: {e}\n" if name not in str(e)
+                             else f"pycontain: error: {e}\n")
+            failed += 1
+            continue
         print(name)
-    return 0
+    return 125 if failed else 0
 
 
 def cmd_pause(args: Any) -> int:

@@ -49,6 +49,26 @@ def parse_size(value: Size, what: str = "size") -> Optional[int]:
     return n
 
 
+# docker's floor: below it the kernel kills a container before its first instruction
+MIN_MEMORY = 6 << 20
+
+
+def memory_limit(value: Size, what: str = "memory") -> Optional[int]:
+    """A memory limit (parse_size), at least MIN_MEMORY as docker requires."""
+    n = parse_size(value, f"{what} size")
+    if n is not None and n < MIN_MEMORY:
+        raise ContainerError(f"invalid {what} limit {value!r}: the minimum is 6MiB")
+    return n
+
+
+def host_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, as nproc counts them)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except OSError:  # pragma: no cover
+        return os.cpu_count() or 1
+
+
 def parse_cpus(value: Union[float, str, None]) -> Optional[float]:
     if value is None:
         return None
@@ -56,8 +76,12 @@ def parse_cpus(value: Union[float, str, None]) -> Optional[float]:
         cpus = float(value)
     except (TypeError, ValueError):
         raise ContainerError(f"invalid --cpus value: {value!r}") from None
-    if not cpus > 0 or cpus > 1024:
+    if not cpus > 0:
         raise ContainerError(f"invalid --cpus value: {value!r} (must be > 0)")
+    n = host_cpus()
+    if cpus > n:
+        raise ContainerError(f"invalid --cpus value: {value!r} (the range is 0.01 to {n}: "
+                             f"this machine has {n} CPUs)")
     return cpus
 
 
@@ -67,6 +91,8 @@ def size_or_unlimited(value: Size, what: str) -> int:
         return -1
     if isinstance(value, int) and not isinstance(value, bool) and value == -1:
         return -1
+    if what == "memory":
+        return int(memory_limit(value) or 0)
     return int(parse_size(value, what) or 0)
 
 

@@ -10,7 +10,13 @@ import time
 from pycontain.defaults import DEFAULT_PATH, DEFAULT_ROOT, DEFAULT_STORAGE
 from pycontain.errors import ContainerError
 from pycontain.runtime import cgroups, cleanup
-from pycontain.runtime.args import build_env, parse_cpus, parse_size, parse_volume
+from pycontain.runtime.args import (
+    build_env,
+    memory_limit,
+    parse_cpus,
+    parse_size,
+    parse_volume,
+)
 from pycontain.runtime.container import Container
 from pycontain.runtime.rootfs import upper_needs_tmpfs
 from pycontain.runtime.spec import default_spec
@@ -104,7 +110,7 @@ class Runtime:
         if os.geteuid() != 0:
             raise ContainerError("pycontain must run as root (rootless containers are not "
                                  "supported yet)")
-        mem = parse_size(memory, "memory size")
+        mem = memory_limit(memory)
         swap = parse_size(memory_swap, "memory+swap size") if memory_swap not in (-1, "-1") \
             else -1
         ncpus = parse_cpus(cpus)

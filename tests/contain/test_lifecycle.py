@@ -80,6 +80,19 @@ def test_rm_force_running(rt, busybox_rootfs) -> None:  # type: ignore[no-untype
     assert rt.cli("ps", "-a", "-q", check=0).stdout == b""
 
 
+def test_rm_goes_on_past_a_failure(rt, busybox_rootfs) -> None:  # type: ignore[no-untyped-def]
+    """`rm -f a ghost b` removes a and b and reports ghost, as docker does."""
+    for n in ("a", "b"):
+        rt.cli("run", "-d", "--name", n, "--rootfs", busybox_rootfs, "--", "/bin/sleep", "60",
+               check=0)
+    p = rt.cli("rm", "-f", "a", "ghost", "b")
+    assert p.returncode == 125
+    assert p.stdout.decode().split() == ["a", "b"]
+    err = p.stderr.decode()
+    assert err.count("\n") == 1 and "no such container: ghost" in err, err
+    assert rt.cli("ps", "-a", "-q", check=0).stdout == b""
+
+
 @pytest.mark.parametrize(
     ("script", "code"),
     [("exit 0", 0), ("exit 42", 42), ("kill -KILL $$", 137), ("kill -TERM $$", 143),
