@@ -27,7 +27,7 @@ from pycontain.image.mediatypes import (
     REF_NAME,
     platform_arch,
 )
-from pycontain.image.model import Image
+from pycontain.image.model import MAX_LAYERS, Image
 from pycontain.image.reference import format_reference, parse_reference
 
 TYPE_CHECKING = False
@@ -214,6 +214,9 @@ def commit_container(store: ImageStore, container: Any, ref: str,
         bad = set(changes) - _CHANGE_KEYS
         if bad:
             raise ImageError(f"unsupported config change(s): {', '.join(sorted(bad))}")
+    if len(lowers) + 1 > MAX_LAYERS:
+        raise ImageError(f"container {cname}'s image has {len(lowers)} layers: a new one would "
+                         f"pass the limit of {MAX_LAYERS}")
     base_cfg: Dict[str, Any] = {}
     for image_id in store._record_ids():
         try:

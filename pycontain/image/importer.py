@@ -40,7 +40,7 @@ from pycontain.image.mediatypes import (
     REF_NAME,
     platform_arch,
 )
-from pycontain.image.model import Image
+from pycontain.image.model import MAX_LAYERS, Image
 from pycontain.image.reference import (
     HOST_IMAGE,
     format_reference,
@@ -188,11 +188,19 @@ def _read_blob(src: _Source, desc: Dict[str, Any], what: str) -> bytes:
     return data
 
 
-def _json(data: bytes, what: str) -> Dict[str, Any]:
+def _loads(data: bytes, what: str) -> Any:
+    """JSON from an image, which is hostile input: invalid or absurdly nested documents are
+    an ImageFormatError naming the file (never a RecursionError from the decoder)."""
     try:
-        obj = json.loads(data)
+        return json.loads(data)
     except ValueError as e:
         raise ImageFormatError(f"{what} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ImageFormatError(f"{what} is nested too deeply to be an image file") from None
+
+
+def _json(data: bytes, what: str) -> Dict[str, Any]:
+    obj = _loads(data, what)
     if not isinstance(obj, dict):
         raise ImageFormatError(f"{what} is not a JSON object")
     return obj
@@ -276,6 +284,9 @@ def _stage_layers(store: ImageStore, staging: Staging, src: _Source,
     """
     if not layers:
         raise ImageFormatError("the image has no layers")
+    if len(layers) > MAX_LAYERS:
+        raise ImageFormatError(f"the image has {len(layers)} layers: at most {MAX_LAYERS} can "
+                               "be stacked (overlayfs' limit)")
     if len(layers) != len(diff_ids):
         raise ImageFormatError(f"the image has {len(layers)} layers but its config lists "
                                f"{len(diff_ids)} diff_ids")
@@ -302,6 +313,14 @@ def _stage_layers(store: ImageStore, staging: Staging, src: _Source,
             if progress:
                 progress(f"layer {i}/{n} {diff_id[7:19]}: already present")
             continue
+        # Verified before the tar parser sees a byte: by its digest (and size) when the
+        # manifest gives one, else (docker-archive) by its uncompressed digest, the diff_id.
+        if progress:
+            progress(f"layer {i}/{n} {diff_id[7:19]}: verifying")
+        if digest:
+            _check_digest(src, rel, digest, layer.get("size"))
+        else:
+            _verify_blob(src, rel, None, None, diff_id)
         dest = staging.new_dir("layer")
         prefix = f"layer {i}/{n} {diff_id[7:19]}: unpacking"
         if progress:
@@ -356,6 +375,27 @@ def _known_size(records: List[Dict[str, Any]], diff_id: str) -> Optional[int]:
         if r["diff_id"] == diff_id:
             return int(r.get("size") or 0)
     return None
+
+
+def _check_digest(src: _Source, rel: str, digest: str, size: Optional[int]) -> None:
+    """The blob's bytes hash to ``digest`` (and number ``size``): read once, not parsed."""
+    h = hashlib.sha256()
+    count = 0
+    with src.open(rel) as f:
+        while True:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                break
+            h.update(chunk)
+            count += len(chunk)
+            if size is not None and count > size:
+                break
+    got = "sha256:" + h.hexdigest()
+    if size is not None and count != size:
+        raise ImageFormatError(f"layer blob {digest}: size {count}{'+' if count > size else ''}"
+                               f" does not match the descriptor's {size}")
+    if got != digest:
+        raise ImageFormatError(f"layer blob {digest} is corrupt: its content has digest {got}")
 
 
 def _verify_blob(src: _Source, rel: str, digest: Optional[str], size: Optional[int],
@@ -536,10 +576,7 @@ def _publish(store: ImageStore, src: _Source, config_bytes: bytes,
 
 def _import_docker(store: ImageStore, src: _Source, path: str, name: Optional[str],
                    progress: Optional[Progress]) -> Image:
-    try:
-        entries = json.loads(src.read("manifest.json"))
-    except ValueError as e:
-        raise ImageFormatError(f"manifest.json is not valid JSON: {e}") from None
+    entries = _loads(src.read("manifest.json"), "manifest.json")
     if not isinstance(entries, list) or not entries:
         raise ImageFormatError("manifest.json lists no image")
     cands = []

@@ -14,6 +14,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+# The most layers an image may have: overlayfs stacks at most 500 lower directories
+# (OVL_MAX_STACK). Import and commit refuse more, so that every image in the store can run.
+MAX_LAYERS = 500
+
 
 class Image:
     """An image: read-only lower layers (topmost first) and the OCI image config."""

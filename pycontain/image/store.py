@@ -303,7 +303,7 @@ class ImageStore:
 
         try:
             config = json.loads(config_bytes)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ImageError("image config is not valid JSON") from None
         if not isinstance(config, dict):
             raise ImageError("image config is not a JSON object")

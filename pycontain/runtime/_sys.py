@@ -117,6 +117,15 @@ def mount(
         raise _fail(f"mount({kind} {source} -> {target})")
 
 
+def mount_overlay_fd(lowers: Sequence[str], upper: str, work: str, target: str) -> None:
+    """overlayfs with each lower layer given on its own (the new mount API, Linux 6.8+)."""
+    keep = [ffi.new("char[]", p.encode()) for p in lowers]
+    arr = ffi.new("char *[]", keep)
+    if lib.pyc_mount_overlay(arr, len(keep), upper.encode(), work.encode(),
+                             target.encode()) < 0:
+        raise _fail(f"fsmount(overlay, {len(keep)} layers -> {target})")
+
+
 def umount2(target: str, flags: int = 0) -> None:
     if lib.umount2(target.encode(), flags) < 0:
         raise _fail(f"umount2({target})")

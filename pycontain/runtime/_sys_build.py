@@ -70,6 +70,8 @@ int prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsi
 int mknod(const char *path, unsigned int mode, unsigned long long dev);
 
 int pyc_pivot_root(const char *new_root, const char *put_old);
+int pyc_mount_overlay(const char *const lowers[], int nlowers, const char *upper,
+                      const char *work, const char *target);
 unsigned long long pyc_makedev(unsigned int major, unsigned int minor);
 int pyc_lo_up(void);
 int pyc_cap_last(void);
@@ -139,6 +141,57 @@ static int pyc_seccomp_load_bpf(const char *prog, size_t len, unsigned int flags
 static int pyc_pivot_root(const char *new_root, const char *put_old)
 {
     return (int)syscall(SYS_pivot_root, new_root, put_old);
+}
+
+/* overlayfs through the new mount API (fsopen/fsconfig/fsmount/move_mount), each lower layer
+   added with "lowerdir+" (Linux 6.8): no page-size limit on the option string, so an image
+   may have as many layers as overlayfs stacks (500). Returns -1 with errno set; ENOSYS or
+   EINVAL from "lowerdir+" mean an older kernel (the caller falls back to mount(2)). */
+#ifndef FSCONFIG_SET_STRING
+#define FSCONFIG_SET_STRING 1
+#define FSCONFIG_CMD_CREATE 6
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#ifndef FSOPEN_CLOEXEC
+#define FSOPEN_CLOEXEC 0x00000001
+#define FSMOUNT_CLOEXEC 0x00000001
+#endif
+static int pyc_mount_overlay(const char *const lowers[], int nlowers, const char *upper,
+                             const char *work, const char *target)
+{
+#if defined(SYS_fsopen) && defined(SYS_fsconfig) && defined(SYS_fsmount) && defined(SYS_move_mount)
+    int fs = (int)syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC);
+    if (fs < 0)
+        return -1;
+    int err = 0, mnt = -1;
+    for (int i = 0; i < nlowers && !err; i++)
+        if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "lowerdir+", lowers[i], 0) < 0)
+            err = errno;
+    if (!err && syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "upperdir", upper, 0) < 0)
+        err = errno;
+    if (!err && syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "workdir", work, 0) < 0)
+        err = errno;
+    if (!err && syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+        err = errno;
+    if (!err && (mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0)) < 0)
+        err = errno;
+    if (!err && syscall(SYS_move_mount, mnt, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        err = errno;
+    if (mnt >= 0)
+        close(mnt);
+    close(fs);
+    if (err) {
+        errno = err;
+        return -1;
+    }
+    return 0;
+#else
+    (void)lowers; (void)nlowers; (void)upper; (void)work; (void)target;
+    errno = ENOSYS;
+    return -1;
+#endif
 }
 
 static unsigned long long pyc_makedev(unsigned int major, unsigned int minor)

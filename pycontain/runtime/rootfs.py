@@ -130,7 +130,16 @@ def mount_overlay(lowers: List[str], upper: str, work: str, target: str) -> None
     for d in (upper, work, target):
         os.makedirs(d, mode=0o755, exist_ok=True)
     data = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
-    _sys.mount("overlay", target, "overlay", 0, data)
+    if len(data) < 4000:  # mount(2) copies one page of options
+        _sys.mount("overlay", target, "overlay", 0, data)
+        return
+    try:
+        _sys.mount_overlay_fd(lowers, upper, work, target)
+    except OSError as e:
+        if e.errno not in (errno.ENOSYS, errno.EINVAL):
+            raise
+        raise OSError(e.errno, f"{len(lowers)} image layers do not fit in one overlay mount "
+                      "on this kernel (Linux 6.8 or newer stacks up to 500)") from None
 
 
 def bind_self(path: str) -> None:

@@ -343,3 +343,34 @@ def test_overlay_helper_cleans_up(tmp_path) -> None:  # type: ignore[no-untyped-
     with Overlay([str(a)], str(tmp_path / "ov")) as m:
         assert os.listdir(m) == ["f"]
     assert not os.path.exists(tmp_path / "ov")
+
+
+def test_an_image_of_many_layers_runs(store: ImageStore, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """150 layers: more than one page of mount options (mount(2)'s limit), stacked through
+    the new mount API instead."""
+    import io
+    import tarfile
+
+    from conftest import tar_bytes
+    from test_image_safety import write_layout
+
+    import pycontain
+    from tests.busybox import make_busybox_root
+
+    root = str(tmp_path / "bb")
+    make_busybox_root(root, ("bin", "tmp", "data"))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        tf.add(root, arcname=".")
+    layers = [buf.getvalue()] + [tar_bytes([("data/", "dir", b""),
+                                            (f"data/f{i}", "file", b"%d\n" % i)])
+                                 for i in range(1, 150)]
+    layout = str(tmp_path / "tall")
+    write_layout(layout, layers)
+    img = store.import_image(layout, name="tall:1")
+    assert len(img.layers) == 150
+    r = pycontain.run(["/bin/sh", "-c", "ls /data | wc -l; cat /data/f1 /data/f149"],
+                      image="tall:1", root=store.root, storage=store.storage,
+                      capture_output=True, timeout=60)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.decode().split() == ["149", "1", "149"]

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from typing import Optional
 
 import pytest
 from conftest import ROOT_DIR, TAG, BuiltImages, oci_manifest, snapshot, tar_bytes
@@ -304,3 +305,70 @@ def test_refs_file_is_valid_json_after_many_writers(store: ImageStore,
         store.tag(img.id, f"t:{i}")
     with open(store.refs_path) as f:
         assert len(json.load(f)) == 21
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile structure: absurd nesting, too many layers, blobs checked before they are parsed
+
+
+def write_layout(path: str, layers: list, config_extra: Optional[dict] = None) -> None:
+    """An OCI image layout (tagged ``TAG``) from plain layer tars, bottom first."""
+    blobs = os.path.join(path, "blobs", "sha256")
+    os.makedirs(blobs)
+
+    def put(data: bytes) -> dict:
+        digest = hashlib.sha256(data).hexdigest()
+        with open(os.path.join(blobs, digest), "wb") as f:
+            f.write(data)
+        return {"digest": "sha256:" + digest, "size": len(data)}
+
+    descs = [dict(put(t), mediaType="application/vnd.oci.image.layer.v1.tar") for t in layers]
+    config = {"architecture": "amd64", "os": "linux", "config": {},
+              "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in descs]},
+              **(config_extra or {})}
+    cdesc = dict(put(json.dumps(config).encode()),
+                 mediaType="application/vnd.oci.image.config.v1+json")
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": cdesc, "layers": descs}
+    mdesc = dict(put(json.dumps(manifest).encode()),
+                 mediaType="application/vnd.oci.image.manifest.v1+json",
+                 annotations={"org.opencontainers.image.ref.name": TAG})
+    with open(os.path.join(path, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [mdesc]}, f)
+    with open(os.path.join(path, "oci-layout"), "w") as f:
+        f.write('{"imageLayoutVersion": "1.0.0"}')
+
+
+def test_deeply_nested_json_is_one_clear_error(used_store: ImageStore, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    layout = str(tmp_path / "deep")
+    write_layout(layout, [tar_bytes([("f", "file", b"x")])])
+    with open(os.path.join(layout, "index.json"), "w") as f:
+        f.write("[" * 100_000 + "]" * 100_000)
+    assert "nested too deeply" in fails_cleanly(used_store, layout, "index.json")
+    with open(os.path.join(layout, "index.json"), "w") as f:
+        f.write('{"manifests": ' + '{"a": ' * 100_000 + "1" + "}" * 100_001)
+    assert "nested too deeply" in fails_cleanly(used_store, layout, "index.json")
+
+
+def test_more_layers_than_overlayfs_stacks_is_refused_at_import(used_store: ImageStore,
+                                                               tmp_path) -> None:  # type: ignore[no-untyped-def]
+    layout = str(tmp_path / "tall")
+    write_layout(layout, [tar_bytes([(f"f{i}", "file", b"%d" % i)]) for i in range(501)])
+    assert "at most 500" in fails_cleanly(used_store, layout, "501 layers")
+
+
+def test_a_blob_is_verified_before_the_tar_parser_sees_it(used_store: ImageStore,
+                                                         images: BuiltImages, tmp_path,
+                                                         monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    layout = _copy(images, tmp_path)
+    manifest, _ = oci_manifest(layout)
+    digest = manifest["layers"][0]["digest"]
+    blob = os.path.join(layout, "blobs", "sha256", digest[7:])
+    with open(blob, "r+b") as f:
+        f.seek(100)
+        f.write(b"\xff")
+    parsed = []
+    real = tarlayer.extract
+    monkeypatch.setattr(tarlayer, "extract", lambda *a, **kw: parsed.append(1) or real(*a, **kw))
+    assert digest in fails_cleanly(used_store, layout, "corrupt", name=f"x:{TAG}")
+    assert parsed == []
