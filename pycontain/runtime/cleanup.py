@@ -16,8 +16,16 @@ if TYPE_CHECKING:
 
 
 def cgroup_of(s: Dict[str, Any]) -> Optional[cgroups.Cgroup]:
-    """The cgroup a state record names, or None."""
-    return cgroups.from_dict(s["cgroup"]) if s.get("cgroup") else None
+    """The cgroup a state record names, or None: the one created, else (a record still
+    ``creating``) the one about to be, found by its path in each hierarchy."""
+    if s.get("cgroup"):
+        return cgroups.from_dict(s["cgroup"])
+    if s.get("cgroup_rel"):
+        try:
+            return cgroups.detect().open(str(s["cgroup_rel"]))
+        except cgroups.CgroupError:
+            return None
+    return None
 
 
 def kill_now(s: Dict[str, Any], cg: Optional[cgroups.Cgroup]) -> None:

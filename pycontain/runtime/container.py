@@ -110,6 +110,11 @@ class Container:
         procs = cg.join_files()
         _preimport(spec, launch is not None and launch.console >= 0)
         errr, errw = os.pipe()
+        parent_fd = -1
+        if launch is None and not state.get("detached"):  # a foreground run: see process.py
+            import select  # noqa: F401 - for the child, past pivot_root
+
+            parent_fd = os.pidfd_open(os.getpid())
         new_pid_ns = spec.linux.has_namespace("pid")
         join_pid = next((n.path for n in spec.linux.namespaces if n.type == "pid" and n.path), "")
         nsfd = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC) \
@@ -128,7 +133,7 @@ class Container:
                     pid = os.fork()
                 if pid == 0:
                     os.close(errr)
-                    _child(spec, state, procs, errw, stdio, launch)
+                    _child(spec, state, procs, errw, stdio, launch, parent_fd)
                     os._exit(125)  # not reached
             finally:
                 if nsfd >= 0:
@@ -137,8 +142,9 @@ class Container:
             os.close(errr)
             raise
         finally:
-            if nsfd >= 0:
-                os.close(nsfd)
+            for fd in (nsfd, parent_fd):
+                if fd >= 0:
+                    os.close(fd)
             os.close(errw)
         return pid, errr
 
@@ -533,7 +539,7 @@ class Container:
         if status == "running" and not force:
             raise ContainerError(f"container {self.name} is running: stop it first or use rm -f")
         cg = cleanup.cgroup_of(s)
-        if status == "running" or s.get("status") in ("created", "running"):
+        if status == "running" or s.get("status") in ("creating", "created", "running"):
             cleanup.kill_now(s, cg)
             # Let a live monitor record the exit first, so that it does not race our removal.
             deadline = time.monotonic() + 2.0

@@ -68,8 +68,10 @@ def _which(cmd: str, path: str) -> Optional[str]:
 
 
 def _child(spec: Spec, state: Dict[str, Any], procs_files: List[str], errw: int,
-           stdio: Optional[Tuple[int, int, int]], launch: Optional[Launch] = None) -> None:
+           stdio: Optional[Tuple[int, int, int]], launch: Optional[Launch] = None,
+           parent_fd: int = -1) -> None:
     try:
+        _die_with_parent(parent_fd)
         if stdio is not None:
             for target, fd in enumerate(stdio):
                 if fd != target:
@@ -118,6 +120,26 @@ def _child(spec: Spec, state: Dict[str, Any], procs_files: List[str], errw: int,
             os.write(errw, f"{getattr(e, 'exit_code', 125)}\t{msg}".encode())
         finally:
             os._exit(125)
+
+
+_PARENT_FD = [-1]
+
+
+def _die_with_parent(parent_fd: int = -1) -> None:
+    """A foreground container does not outlive the process that runs it (as a foreground
+    process would not; bwrap's --die-with-parent): PR_SET_PDEATHSIG SIGKILL, then a check
+    that the parent (``parent_fd``, its pidfd) did not die before that. The kernel clears the
+    setting when credentials change, so it is armed again just before the exec."""
+    if parent_fd >= 0:
+        _PARENT_FD[0] = parent_fd
+    fd = _PARENT_FD[0]
+    if fd < 0:
+        return
+    import select  # imported by the parent before the fork
+
+    _sys.prctl(_sys.PR_SET_PDEATHSIG, 9)  # SIGKILL
+    if select.select([fd], [], [], 0)[0]:  # readable: the parent has exited
+        os._exit(125)
 
 
 def _describe(e: BaseException) -> str:
@@ -400,6 +422,7 @@ def _exec_process(spec: Spec, errw: int, as_init: bool, launch: Optional[Launch]
         from pycontain.runtime import seccomp as _seccomp
 
         _seccomp.load(seccomp)
+    _die_with_parent()
     _sys.execute(path, proc.args, proc.env, errw, as_init, keep)
 
 

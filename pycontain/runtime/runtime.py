@@ -9,7 +9,7 @@ import time
 
 from pycontain.defaults import DEFAULT_PATH, DEFAULT_ROOT, DEFAULT_STORAGE
 from pycontain.errors import ContainerError
-from pycontain.runtime import cgroups, cleanup
+from pycontain.runtime import cgroups, cleanup, procs
 from pycontain.runtime.args import (
     build_env,
     memory_limit,
@@ -20,7 +20,14 @@ from pycontain.runtime.args import (
 from pycontain.runtime.container import Container
 from pycontain.runtime.rootfs import upper_needs_tmpfs
 from pycontain.runtime.spec import default_spec
-from pycontain.runtime.state import StateDir, StateError, iter_states, list_names
+from pycontain.runtime.state import (
+    StateDir,
+    StateError,
+    alive,
+    iter_states,
+    list_names,
+    stale_partials,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -69,7 +76,38 @@ class Runtime:
         return ImageStore(self.storage, root=self.root)
 
     # -- lookup ------------------------------------------------------------------------------
+    def reap(self) -> List[str]:
+        """Clean up after creators and monitors that died (a SIGKILLed ``pycontain run``):
+        a record still ``creating`` whose creator is gone, or an ``--rm`` container whose
+        process and monitor are both gone, is removed with all it had (cgroup, upper dir);
+        any other container whose process and monitor are gone is recorded as stopped and its
+        cgroup dropped. Every command that lists, finds or creates containers calls this, so a
+        dead CLI's leftovers last at most until the next command. Returns the names removed."""
+        removed = []
+        for path in stale_partials(self.root):
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)
+        for name in list_names(self.root):
+            sdir = StateDir(self.root, name)
+            try:
+                s = sdir.read()
+            except (StateError, ValueError):
+                continue
+            if s.get("oci") or s.get("status") not in ("creating", "created", "running"):
+                continue
+            if alive(s.get("monitor_pid"), s.get("monitor_start")) or alive(
+                    s.get("pid"), s.get("pid_start")):
+                continue
+            if s.get("status") == "creating" or s.get("auto_remove"):
+                cleanup.destroy(sdir, cleanup.cgroup_of(s), s.get("container_dir"))
+                removed.append(name)
+            else:
+                Container(self, name)._reap_orphan(None)
+        return removed
+
     def get(self, ref: str) -> Container:
+        self.reap()
         if ref and "/" not in ref and not ref.startswith(".") and \
                 os.path.exists(os.path.join(self.root, ref, "state.json")):
             return Container(self, ref)
@@ -81,6 +119,7 @@ class Runtime:
         raise ContainerError(f"no such container: {ref}")
 
     def containers(self) -> List[Container]:
+        self.reap()
         return [Container(self, n) for n in list_names(self.root)]
 
     # -- creation ----------------------------------------------------------------------------
@@ -160,77 +199,87 @@ class Runtime:
         cid = os.urandom(16).hex()
         name = name or cid[:12]
         sdir = StateDir(self.root, name)
+        cdir = os.path.join(self.storage, "containers", cid)
+        driver = self.driver
         try:
-            sdir.claim()
+            cg_rel = cgroups.base._check_name(cid, self.cgroup_parent)
+        except cgroups.CgroupError as e:
+            raise ContainerError(str(e)) from None
+        spec = default_spec(args)
+        spec.hostname = hostname or name
+        spec.root.readonly = read_only
+        spec.process.cwd = workdir or img_wd or "/"
+        spec.process.user.uid, spec.process.user.gid = img_user[0], img_user[1]
+        spec.process.user.additional_gids = list(img_user[2])
+        spec.process.env = build_env(img_env, spec.hostname, env)
+        if net == "host":
+            spec.linux.namespaces = [n for n in spec.linux.namespaces if n.type != "network"]
+        res = spec.linux.resources
+        res.memory_limit = mem
+        res.memory_swap = swap if (mem is not None and swap is not None) else None
+        if mem is None:
+            res.memory_swap = None
+        res.pids_limit = pids
+        if ncpus is not None:
+            res.cpu_period = 100000
+            res.cpu_quota = int(ncpus * 100000)
+        spec.mounts.extend(mounts)
+        spec.root.path = os.path.join(cdir, "merged") if lowers is not None else root_path
+        spec.linux.cgroups_path = "/" + cg_rel
+        now = time.time()
+        # The record says where the cgroup and the upper dir will be before either exists,
+        # names its creator (so that a creator killed mid-way is noticed) and appears
+        # complete or not at all: nothing this creates can be left without a record.
+        state: Dict[str, Any] = {
+            "ociVersion": spec.oci_version,
+            "id": cid,
+            "name": name,
+            "status": "creating",
+            "pid": 0,
+            "bundle": sdir.path,
+            "annotations": {},
+            "created": now,
+            "image": image_name,
+            "rootfs": root_path or None,
+            "lowers": lowers,
+            "container_dir": cdir if lowers is not None else None,
+            "tmpfs_upper": False,
+            "command": args,
+            "init": bool(init),
+            "detached": bool(detach),
+            "auto_remove": bool(remove),
+            "net": net,
+            "volumes": list(volumes),
+            "preload": preload,
+            "limits": {"memory": mem, "pids": pids, "cpus": ncpus,
+                       "memory_swap": res.memory_swap},
+            "cgroup": None,
+            "cgroup_rel": cg_rel,
+            "monitor_pid": os.getpid(),
+            "monitor_start": procs.self_start_time(),
+            "exit_code": None,
+            "oom_killed": False,
+        }
+        self.reap()
+        try:
+            sdir.publish(state, {"config.json": spec.to_dict()})
         except StateError as e:
             raise ContainerError(str(e)) from None
-        cdir = os.path.join(self.storage, "containers", cid)
         cg: Optional[cgroups.Cgroup] = None
         try:
-            spec = default_spec(args)
-            spec.hostname = hostname or name
-            spec.root.readonly = read_only
-            spec.process.cwd = workdir or img_wd or "/"
-            spec.process.user.uid, spec.process.user.gid = img_user[0], img_user[1]
-            spec.process.user.additional_gids = list(img_user[2])
-            spec.process.env = build_env(img_env, spec.hostname, env)
-            if net == "host":
-                spec.linux.namespaces = [n for n in spec.linux.namespaces if n.type != "network"]
-            res = spec.linux.resources
-            res.memory_limit = mem
-            res.memory_swap = swap if (mem is not None and swap is not None) else None
-            if mem is None:
-                res.memory_swap = None
-            res.pids_limit = pids
-            if ncpus is not None:
-                res.cpu_period = 100000
-                res.cpu_quota = int(ncpus * 100000)
-            spec.mounts.extend(mounts)
             if lib is not None and preload is not None:
                 add_preload(spec, sdir, preload, lib)
-            tmpfs_upper = False
             if lowers is not None:
                 os.makedirs(os.path.dirname(cdir), mode=0o700, exist_ok=True)
                 os.mkdir(cdir, 0o700)
-                tmpfs_upper = upper_needs_tmpfs(os.path.dirname(cdir))
-                spec.root.path = os.path.join(cdir, "merged")
-            else:
-                spec.root.path = root_path
-            cg = self.driver.create(cid, spec.linux.resources, self.cgroup_parent)
-            spec.linux.cgroups_path = "/" + cg.rel
-            now = time.time()
-            state: Dict[str, Any] = {
-                "ociVersion": spec.oci_version,
-                "id": cid,
-                "name": name,
-                "status": "created",
-                "pid": 0,
-                "bundle": sdir.path,
-                "annotations": {},
-                "created": now,
-                "image": image_name,
-                "rootfs": root_path or None,
-                "lowers": lowers,
-                "container_dir": cdir if lowers is not None else None,
-                "tmpfs_upper": tmpfs_upper,
-                "command": args,
-                "init": bool(init),
-                "detached": bool(detach),
-                "auto_remove": bool(remove),
-                "net": net,
-                "volumes": list(volumes),
-                "preload": preload,
-                "limits": {"memory": mem, "pids": pids, "cpus": ncpus,
-                           "memory_swap": res.memory_swap},
-                "cgroup": cg.to_dict(),
-                "exit_code": None,
-                "oom_killed": False,
-            }
+                state["tmpfs_upper"] = upper_needs_tmpfs(os.path.dirname(cdir))
+            cg = driver.create(cid, spec.linux.resources, self.cgroup_parent)
+            state.update(status="created", cgroup=cg.to_dict())
             sdir.write_json("config.json", spec.to_dict())
             with sdir.lock():
                 sdir.write(state)
         except BaseException as e:
-            cleanup.undo_create(e, ContainerError, sdir, cg, cdir)
+            cleanup.undo_create(e, ContainerError, sdir, cg or cleanup.cgroup_of(state), cdir)
             raise
         c = Container(self, name)
         c._spec = spec

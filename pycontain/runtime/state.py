@@ -12,6 +12,7 @@ start time as recorded, so a reused pid or a killed supervisor cannot make ``ps`
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -99,6 +100,39 @@ class StateDir:
         except FileExistsError:
             raise StateError(f"container name {self.name!r} is already in use") from None
 
+    def publish(self, state: Dict[str, Any], files: Dict[str, Any]) -> None:
+        """Create the directory complete or not at all: ``state`` as state.json, each of
+        ``files`` as JSON and the lock file are written into a private ``.new-NAME-PID-*``
+        directory, which is then renamed to NAME; the rename fails if the name is taken, so
+        two creators of one name cannot both win. (A creator killed before the rename leaves
+        only its ``.new-`` directory, which :func:`stale_partials` finds.)"""
+        if not valid_name(self.name):
+            raise StateError(f"invalid container name {self.name!r}")
+        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        tmp = os.path.join(self.root, f"{NEW_PREFIX}{self.name}-{os.getpid()}-"
+                                      f"{os.urandom(4).hex()}")
+        os.mkdir(tmp, 0o711)
+        try:
+            for fname, data in files.items():
+                with open(os.path.join(tmp, fname), "w") as f:
+                    f.write(json.dumps(data, separators=(",", ":")))
+            open(os.path.join(tmp, "lock"), "w").close()
+            with open(os.path.join(tmp, "state.json"), "w") as f:
+                f.write(json.dumps(state, sort_keys=True, separators=(",", ":")))
+            if os.path.lexists(self.path):
+                raise StateError(f"container name {self.name!r} is already in use")
+            try:
+                os.rename(tmp, self.path)
+            except OSError as e:
+                if e.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR):
+                    raise StateError(f"container name {self.name!r} is already in use") from None
+                raise
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
     def lock(self) -> Lock:
         return Lock(self.file("lock"))
 
@@ -146,6 +180,28 @@ class StateDir:
         import shutil
 
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+NEW_PREFIX = ".new-"
+
+
+def stale_partials(root: str) -> List[str]:
+    """``.new-`` directories of creators that died before publishing their record."""
+    out = []
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return out
+    for n in names:
+        if not n.startswith(NEW_PREFIX):
+            continue
+        try:
+            pid = int(n.rsplit("-", 2)[-2])
+        except (ValueError, IndexError):
+            continue
+        if not alive(pid, None):
+            out.append(os.path.join(root, n))
+    return out
 
 
 def list_names(root: str) -> List[str]:

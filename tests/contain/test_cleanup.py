@@ -6,6 +6,7 @@ mount mentioning the test's roots, no upper dir, no state.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -39,17 +40,18 @@ def test_rm_removes_every_trace(rt) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_sigkill_foreground_cli(rt, busybox_rootfs) -> None:  # type: ignore[no-untyped-def]
+    """A foreground container does not outlive its killed CLI (as a foreground process would
+    not); the next command records it as stopped, and it can be removed."""
     cli = rt.popen("run", "--name", "fg", "--rootfs", busybox_rootfs, "--", "/bin/sleep", "60",
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     st = rt.wait_state("fg", lambda s: s["status"] == "running")
     os.kill(cli.pid, signal.SIGKILL)
     cli.wait()
-    # the container survives its CLI and ps tells the truth
-    assert alive(st["pid"], st["pid_start"])
-    ps = rt.cli("ps", check=0).stdout.decode()
-    assert "fg" in ps and "running" in ps
-    rt.cli("rm", "-f", "fg", check=0)
-    assert not alive(st["pid"], st["pid_start"])
+    _wait(lambda: not alive(st["pid"], st["pid_start"]), timeout=5)
+    ps = rt.cli("ps", "-a", check=0).stdout.decode()
+    assert "fg" in ps and "exited" in ps
+    assert rt.state("fg")["status"] == "stopped"
+    rt.cli("rm", "fg", check=0)
 
 
 def test_sigkill_supervisor(rt, busybox_rootfs) -> None:  # type: ignore[no-untyped-def]
@@ -86,9 +88,9 @@ def test_sigkill_both_cli_and_supervisor_mid_run(rt) -> None:  # type: ignore[no
     cli.wait()
     rt.cli("run", "-d", "--name", "both2", "--", "sleep", "60", check=0)
     os.kill(rt.state("both2")["monitor_pid"], signal.SIGKILL)
-    assert len(rt.cli("ps", "-q", check=0).stdout.split()) == 2
+    _wait(lambda: not alive(st["pid"], st["pid_start"]), timeout=5)  # died with its CLI
+    assert rt.cli("ps", "-q", check=0).stdout.split() == [b"both2"]  # detached: lives on
     rt.cli("rm", "-f", "both", "both2", check=0)
-    assert not alive(st["pid"], st["pid_start"])
 
 
 def test_stop_without_supervisor_records_exit(rt, busybox_rootfs) -> None:  # type: ignore[no-untyped-def]
@@ -106,3 +108,61 @@ def test_stop_without_supervisor_records_exit(rt, busybox_rootfs) -> None:  # ty
 @pytest.mark.parametrize("image_args", [(), ("--memory", "16M", "--pids", "10")])
 def test_run_rm_leaves_nothing(rt, image_args) -> None:  # type: ignore[no-untyped-def]
     rt.cli("run", "--rm", *image_args, "--", "sh", "-c", "touch /x; exit 0", check=0)
+
+
+MARK = b"/bin/sleep\x0037.25\x00"  # the workload's command line, to find its processes
+
+
+def _survivors() -> list:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if f.read() == MARK:
+                        out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
+@pytest.mark.parametrize("remove", [True, False], ids=["rm", "keep"])
+def test_sigkill_cli_at_many_points_of_its_start(rt, busybox_rootfs, remove) -> None:  # type: ignore[no-untyped-def]
+    """SIGKILL of a foreground `pycontain run [--rm]` at 25 moments of its first 200 ms: no
+    container outlives its CLI; every cgroup and upper dir left has a record; every record
+    is listed and removable; with --rm the next command removes everything."""
+    from tests.contain.conftest import cgroup_dirs
+
+    before = cgroup_dirs()
+    for i in range(25):
+        args = ["run", "--name", f"k{i}", *(["--rm"] if remove else []), "--memory", "64M",
+                "--rootfs", busybox_rootfs, "--", "/bin/sleep", "37.25"]
+        cli = rt.popen(*args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(i * 0.008)
+        cli.kill()
+        cli.wait()
+    _wait(lambda: not _survivors(), timeout=10)
+    # What exists now has a record (looked at before any command could clean up).
+    records = {}
+    for name in os.listdir(rt.root):
+        path = os.path.join(rt.root, name, "state.json")
+        if not name.startswith(".") and os.path.exists(path):
+            with open(path) as f:
+                records[name] = json.load(f)
+    ids = {s["id"] for s in records.values()}
+    for d in cgroup_dirs() - before:
+        assert os.path.basename(d) in ids, f"cgroup {d} has no record"
+    cdir = os.path.join(rt.storage, "containers")
+    for d in os.listdir(cdir) if os.path.isdir(cdir) else []:
+        assert d in ids, f"upper dir {d} has no record"
+    # The next command cleans up after the dead CLIs; what is left is listed and removable.
+    listed = rt.cli("ps", "-a", "-q", check=0).stdout.decode().split()
+    if remove:
+        assert listed == []
+    else:
+        assert set(listed) <= set(records) and listed
+        for name in listed:
+            assert rt.state(name)["status"] == "stopped"
+        rt.cli("rm", *listed, check=0)
+    assert rt.leftovers() == []
+    assert cgroup_dirs() - before == set()

@@ -264,6 +264,12 @@ class Driver:
     def create(self, name: str, resources: Resources, parent: str = DEFAULT_PARENT) -> Cgroup:
         raise NotImplementedError
 
+    def open(self, rel: str) -> Cgroup:
+        """The cgroup at ``rel`` (``parent/name``) in every hierarchy this driver uses, whether
+        or not its directories exist: for removing one whose creator died before recording
+        it (Cgroup.remove skips the directories that are not there)."""
+        raise NotImplementedError
+
 
 def _check_name(name: str, parent: str) -> str:
     """``parent/name`` after checking every part ("" as parent: directly under the root)."""

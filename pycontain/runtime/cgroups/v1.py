@@ -213,6 +213,12 @@ class V1Driver(Driver):
             raise
         return cg
 
+    def open(self, rel: str) -> Cgroup:
+        base._check_name(rel.rsplit("/", 1)[-1], rel.rsplit("/", 1)[0] if "/" in rel else "")
+        controllers = [*V1_CONTROLLERS, "blkio", "hugetlb", "cpuset"]
+        return CgroupV1(rel, {c: os.path.join(self.mounts[c], rel) for c in controllers
+                              if c in self.mounts})
+
     @staticmethod
     def _undo(created: List[str]) -> None:
         for d in reversed(created):

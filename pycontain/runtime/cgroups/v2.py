@@ -180,6 +180,10 @@ class V2Driver(Driver):
             raise
         return cg
 
+    def open(self, rel: str) -> Cgroup:
+        base._check_name(rel.rsplit("/", 1)[-1], rel.rsplit("/", 1)[0] if "/" in rel else "")
+        return CgroupV2(rel, os.path.join(self.root, rel))
+
     @staticmethod
     def _apply(path: str, r: Resources) -> None:
         if r.memory_limit is not None:
