@@ -166,7 +166,7 @@ def check_config(cfg: Dict[str, Any], driver_version: int) -> List[str]:
         if not str(m.get("destination", "")).startswith("/"):
             raise OciError(f"mount destination must be absolute: {m.get('destination')!r}")
         for opt in m.get("options") or []:
-            if opt in ("tmpcopyup", "idmap", "ridmap", "rro", "copy-symlink"):
+            if opt in ("idmap", "ridmap", "rro", "copy-symlink"):
                 warnings.append(f"mount option {opt} of {m['destination']} is not supported "
                                 "(ignored)")
     hooks = cfg.get("hooks") or {}

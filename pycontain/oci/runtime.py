@@ -85,6 +85,8 @@ def _device_rules(spec: Spec) -> List[Dict[str, Any]]:
     rules += [r for r in DEFAULT_DEVICE_RULES if r.get("allow")]
     rules += [{"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"}]
     for d in spec.linux.devices:
+        if d.type == "p":  # a FIFO is no device: the devices cgroup has nothing to allow
+            continue
         rules.append({"allow": True, "type": d.type if d.type in ("b", "c") else "c",
                       "major": d.major, "minor": d.minor, "access": "rwm"})
     return rules

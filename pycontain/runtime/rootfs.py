@@ -164,9 +164,58 @@ def mount_one(root: str, m: Mount) -> None:
             _sys.mount(None, target, None, _sys.MS_BIND | _sys.MS_REMOUNT | extra)
     else:
         _ensure(target, True)
-        _sys.mount(m.source or m.type, target, m.type, flags, data or None)
+        below = -1
+        if m.type == "tmpfs" and "tmpcopyup" in m.options:
+            below = os.open(target, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            _sys.mount(m.source or m.type, target, m.type, flags, data or None)
+            if below >= 0:
+                copy_up(f"/proc/self/fd/{below}", target)
+        finally:
+            if below >= 0:
+                os.close(below)
     if prop:
         _sys.mount(None, target, None, prop)
+
+
+def copy_up(src: str, dst: str) -> None:
+    """``tmpcopyup``: what the directory held before a tmpfs covered it (``src``, reached
+    through an fd opened before the mount) copied into the tmpfs, with modes, owners, times
+    and symlinks as they were (podman's --tmpfs /etc and --read-only rely on it)."""
+    import shutil
+
+    def same(s: str, d: str, st: os.stat_result) -> None:
+        os.lchown(d, st.st_uid, st.st_gid)
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(d, stat.S_IMODE(st.st_mode))
+        os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+    same(src, dst, os.stat(src))
+    for dirpath, dirnames, filenames in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        out = dst if rel == "." else os.path.join(dst, rel)
+        for n in dirnames + filenames:
+            s, d = os.path.join(dirpath, n), os.path.join(out, n)
+            st = os.lstat(s)
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(s), d)
+            elif stat.S_ISDIR(st.st_mode):
+                os.mkdir(d)
+            elif stat.S_ISREG(st.st_mode):
+                shutil.copyfile(s, d, follow_symlinks=False)
+            elif stat.S_ISFIFO(st.st_mode):
+                os.mkfifo(d)
+            else:
+                continue  # devices and sockets are not copied up
+            same(s, d, st)
+        dirnames[:] = [n for n in dirnames if not os.path.islink(os.path.join(dirpath, n))]
+    for dirpath, dirnames, _ in os.walk(src):  # directory times, now that they are filled
+        for n in dirnames:
+            s = os.path.join(dirpath, n)
+            st = os.lstat(s)
+            if stat.S_ISDIR(st.st_mode):
+                d = os.path.join(dst, os.path.relpath(s, src))
+                os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
 def mount_cgroup(root: str, m: Mount, cg: Any, own_cgroupns: bool) -> None:
@@ -217,6 +266,11 @@ def create_devices(root: str, devices: Optional[List[Device]] = None) -> None:
         if os.path.lexists(target):
             continue
         os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+        if dev.type == "p":  # a FIFO: no device numbers
+            os.mkfifo(target, dev.file_mode & 0o7777)
+            os.chmod(target, dev.file_mode & 0o7777)
+            os.chown(target, dev.uid, dev.gid)
+            continue
         kind = _sys.S_IFBLK if dev.type == "b" else _sys.S_IFCHR
         try:
             _sys.mknod(target, kind | (dev.file_mode & 0o7777), dev.major, dev.minor)

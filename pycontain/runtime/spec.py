@@ -291,7 +291,7 @@ class Namespace(_Record):
 
 class Device(_Record):
     path: str
-    type: str  # "c" or "b"
+    type: str  # "c" (or "u"), "b", or "p" (a FIFO, which has no device numbers)
     major: int
     minor: int
     file_mode: int
@@ -320,11 +320,12 @@ class Device(_Record):
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> Device:
+        kind = d.get("type", "c")
         return cls(
             d["path"],
-            d.get("type", "c"),
-            int(d["major"]),
-            int(d["minor"]),
+            kind,
+            int(d.get("major", 0) if kind == "p" else d["major"]),
+            int(d.get("minor", 0) if kind == "p" else d["minor"]),
             int(d.get("fileMode", 0o666)),
             int(d.get("uid", 0)),
             int(d.get("gid", 0)),

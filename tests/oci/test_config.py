@@ -119,6 +119,28 @@ def test_mounts_masked_readonly_devices(oci: Oci, bundle: Bundle, tmp_path) -> N
     assert int(lines[7]) >= 1  # the cgroup mount shows the container's hierarchies
 
 
+def test_fifo_devices_and_tmpcopyup(oci: Oci, bundle: Bundle) -> None:
+    """linux.devices of type p are FIFOs (runtime-tools linux_devices); a tmpfs mount with
+    tmpcopyup starts with what the directory held (podman --tmpfs /etc, --read-only)."""
+    with open(os.path.join(bundle.rootfs, "etc", "motd"), "w") as f:
+        f.write("kept\n")
+    os.symlink("motd", os.path.join(bundle.rootfs, "etc", "motd.link"))
+
+    def edit(c: Dict[str, Any]) -> None:
+        c["linux"]["devices"] = [{"path": "/dev/pipe0", "type": "p", "fileMode": 0o620}]
+        c["mounts"].append({"destination": "/etc", "type": "tmpfs", "source": "tmpfs",
+                            "options": ["nosuid", "tmpcopyup", "mode=755"]})
+
+    code, out, err = oci.complete(
+        bundle, "sh", "-c", "ls -l /dev/pipe0 | cut -c1-10; cat /etc/motd.link; "
+        "grep ' /etc ' /proc/mounts | cut -d' ' -f3; echo new > /etc/new; cat /etc/new",
+        edit=edit)
+    assert code == 0, err
+    assert out.split() == ["prw--w----", "kept", "tmpfs", "new"]
+    assert "tmpcopyup" not in err
+    assert not os.path.exists(os.path.join(bundle.rootfs, "etc", "new"))
+
+
 def test_resources_in_cgroup(oci: Oci, bundle: Bundle) -> None:
     def edit(c: Dict[str, Any]) -> None:
         c["linux"]["resources"].update({
