@@ -65,7 +65,8 @@ def run(
 
     Options are those of Runtime.create: rootfs, name, memory ("64M"), memory_swap, pids, cpus,
     hostname, net ("none" | "host"), env, volumes (["SRC:DST[:ro]"]), workdir, read_only,
-    init, preload (allocator policy). The container is removed afterwards unless remove=False.
+    storage_size (a cap on the writable layer, "1G"), init, preload (allocator policy). The
+    container is removed afterwards unless remove=False.
     Setup errors raise ContainerError (exit_code 125, or 126/127 when the command cannot be
     executed) and leave nothing behind.
     """

@@ -9,7 +9,7 @@ from pycontain.cli.parser import strip_dashdash
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Optional
+    from typing import Any, Callable, List, Optional
 
 
 def runtime_of(args: Any) -> Any:
@@ -35,8 +35,8 @@ def cmd_run(args: Any) -> int:
         command, args.image, rootfs=args.rootfs, name=args.name, memory=args.memory,
         memory_swap=args.memory_swap, pids=args.pids, cpus=args.cpus, hostname=args.hostname,
         net=args.net, env=args.env, volumes=args.volume, workdir=args.workdir,
-        read_only=args.read_only, init=args.init, preload=args.preload, detach=args.detach,
-        remove=args.rm)
+        read_only=args.read_only, storage_size=_storage_size(args.storage_opt),
+        init=args.init, preload=args.preload, detach=args.detach, remove=args.rm)
     if args.detach:
         c.start()
         print(c.id)
@@ -49,6 +49,19 @@ def cmd_run(args: Any) -> int:
         sys.stderr.write(f"pycontain: container {c.name} was killed by the OOM killer "
                          f"(memory limit {limit})\n")
     return int(res.exit_code)
+
+
+def _storage_size(opts: List[str]) -> Optional[str]:
+    """--storage-opt: only size=SIZE (docker's key) is known."""
+    from pycontain.errors import ContainerError
+
+    size = None
+    for o in opts:
+        key, eq, value = o.partition("=")
+        if key.strip().lower() != "size" or not eq or not value.strip():
+            raise ContainerError(f"invalid --storage-opt {o!r} (only size=SIZE is supported)")
+        size = value.strip()
+    return size
 
 
 def cmd_exec(args: Any) -> int:

@@ -53,6 +53,8 @@ def build_parser(only: Optional[str] = None) -> Any:
         r.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]")
         r.add_argument("-w", "--workdir")
         r.add_argument("--read-only", action="store_true", help="mount the root read-only")
+        r.add_argument("--storage-opt", action="append", default=[], metavar="size=SIZE",
+                       help="size=SIZE caps the writable layer (on a tmpfs of that size)")
         r.add_argument("-d", "--detach", action="store_true", help="run in the background")
         r.add_argument("--rm", action="store_true", help="remove the container when it exits")
         r.add_argument("--init", action=argparse.BooleanOptionalAction, default=True,
@@ -150,6 +152,7 @@ _RUN_OPTS = {
     "-v": ("volume", True, True, None), "--volume": ("volume", True, True, None),
     "-w": ("workdir", True, False, None), "--workdir": ("workdir", True, False, None),
     "--read-only": ("read_only", False, False, True), "-d": ("detach", False, False, True),
+    "--storage-opt": ("storage_opt", True, True, None),
     "--detach": ("detach", False, False, True), "--rm": ("rm", False, False, True),
     "--init": ("init", False, False, True), "--no-init": ("init", False, False, False),
     "--root": ("root", True, False, None), "--storage": ("storage", True, False, None),
@@ -157,7 +160,7 @@ _RUN_OPTS = {
 _RUN_DEFAULTS = {"name": None, "image": "host", "rootfs": None, "memory": None,
                  "memory_swap": None, "pids": None, "cpus": None, "hostname": None,
                  "net": "none", "env": [], "volume": [], "workdir": None, "read_only": False,
-                 "detach": False, "rm": False, "init": True, "preload": None}
+                 "storage_opt": [], "detach": False, "rm": False, "init": True, "preload": None}
 
 
 def fast_run_args(argv: List[str]) -> Optional[Any]:

@@ -164,7 +164,8 @@ def _setup_rootfs(spec: Spec, state: Dict[str, Any], launch: Optional[Launch] = 
         root = os.path.join(cdir, "merged")
         layers = (list(lowers), os.path.join(cdir, "upper"), os.path.join(cdir, "work"), root)
         if state.get("tmpfs_upper"):
-            _rootfs.mount_tmpfs(cdir, "mode=700")
+            size = state.get("upper_size")
+            _rootfs.mount_tmpfs(cdir, f"mode=700,size={size}" if size else "mode=700")
             _rootfs.mount_overlay(*layers)
         else:
             try:

@@ -140,6 +140,7 @@ class Runtime:
         volumes: Sequence[str] = (),
         workdir: Optional[str] = None,
         read_only: bool = False,
+        storage_size: Size = None,
         init: bool = True,
         preload: Optional[str] = None,
         detach: bool = False,
@@ -168,6 +169,12 @@ class Runtime:
             raise ContainerError(f"invalid --preload policy {preload!r} "
                                  f"(one of {', '.join(POLICIES)})")
         mounts = [parse_volume(v) for v in volumes]
+        upper_size = parse_size(storage_size, "storage size")
+        if upper_size is not None and rootfs is not None:
+            raise ContainerError("--storage-opt size needs an image: with --rootfs the writable "
+                                 "layer is the directory itself")
+        if upper_size is not None and upper_size < 1 << 20:
+            raise ContainerError(f"invalid storage size {storage_size!r}: the minimum is 1MiB")
         lowers: Optional[List[str]] = None
         if rootfs is not None:
             root_path = os.path.abspath(rootfs)
@@ -243,7 +250,8 @@ class Runtime:
             "rootfs": root_path or None,
             "lowers": lowers,
             "container_dir": cdir if lowers is not None else None,
-            "tmpfs_upper": False,
+            "tmpfs_upper": upper_size is not None,
+            "upper_size": upper_size,
             "command": args,
             "init": bool(init),
             "detached": bool(detach),
@@ -272,7 +280,8 @@ class Runtime:
             if lowers is not None:
                 os.makedirs(os.path.dirname(cdir), mode=0o700, exist_ok=True)
                 os.mkdir(cdir, 0o700)
-                state["tmpfs_upper"] = upper_needs_tmpfs(os.path.dirname(cdir))
+                state["tmpfs_upper"] = upper_size is not None or upper_needs_tmpfs(
+                    os.path.dirname(cdir))
             cg = driver.create(cid, spec.linux.resources, self.cgroup_parent)
             state.update(status="created", cgroup=cg.to_dict())
             sdir.write_json("config.json", spec.to_dict())

@@ -30,6 +30,8 @@ def one_line_125(p) -> str:  # type: ignore[no-untyped-def]
         (["run", "--cpus", "999", "--", "true"], "this machine has"),
         (["run", "--memory", "1", "--", "true"], "the minimum is 6MiB"),
         (["run", "--memory", "5M", "--", "true"], "the minimum is 6MiB"),
+        (["run", "--storage-opt", "quota=1G", "--", "true"], "only size=SIZE"),
+        (["run", "--storage-opt", "size=1G", "--rootfs", "/", "--", "true"], "needs an image"),
         (["run", "--image", "nope", "--", "true"], "unknown image 'nope'"),
         (["run", "--rootfs", "/does/not/exist", "--", "true"], "rootfs"),
         (["run", "--net", "bridge", "--", "true"], "--net"),

@@ -86,3 +86,16 @@ def test_cpus_halves_cpu_share(rt) -> None:  # type: ignore[no-untyped-def]
     assert used_full > 0.6 * secs, used_full
     assert used_half / used_full < 0.8, (used_half, used_full)
     assert half.stats["cpu_nr_throttled"] > 0
+
+
+def test_storage_size_caps_the_writable_layer(rt) -> None:  # type: ignore[no-untyped-def]
+    """--storage-opt size=8M: the container's writes stop at 8 MiB (a tmpfs upper of that
+    size); without it the same writes succeed."""
+    script = "dd if=/dev/zero of=/big bs=1M count=20 2>&1; echo rc=$?"
+    r = pycontain.run(["sh", "-c", script], storage_size="8M", capture_output=True, **rt.kw())
+    out = r.stdout.decode()
+    assert "No space left on device" in out and "rc=0" not in out, out
+    r = pycontain.run(["sh", "-c", script], capture_output=True, **rt.kw())
+    assert "rc=0" in r.stdout.decode()
+    p = rt.cli("run", "--rm", "--storage-opt", "size=8M", "--", "sh", "-c", script, check=0)
+    assert b"No space left on device" in p.stdout

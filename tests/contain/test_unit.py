@@ -168,6 +168,7 @@ def test_detect_drivers() -> None:
         ["run", "--rm", "--", "true"],
         ["run", "--name", "x", "-m", "64M", "--pids=10", "--cpus", "0.5", "-e", "A=1", "-e", "B",
          "-v", "/tmp:/t:ro", "--net", "host", "-d", "--no-init", "--read-only", "-w", "/tmp",
+         "--storage-opt", "size=1G",
          "--rootfs", "/r", "--hostname", "h", "--memory-swap", "-1", "--root", "/s", "sh", "-c",
          "echo --rm"],
         ["run", "--image", "host", "python3", "-c", "pass"],
