@@ -188,8 +188,11 @@ def test_remove_gives_up_with_clear_error(fake_tree, monkeypatch) -> None:  # ty
 def test_missing_controller_is_an_error(fake_tree) -> None:  # type: ignore[no-untyped-def]
     (fake_tree / "cgroup.controllers").write_text("cpu io\n")
     with pytest.raises(cgroups.CgroupError, match="memory"):
-        V2Driver(str(fake_tree)).create("c7", Resources())
+        V2Driver(str(fake_tree)).create("c7", Resources(memory_limit=64 << 20))
+    with pytest.raises(cgroups.CgroupError, match="pids"):
+        V2Driver(str(fake_tree)).create("c7", Resources(pids_limit=10))
     assert not (fake_tree / "pycontain" / "c7").exists()
+    V2Driver(str(fake_tree)).create("c8", Resources()).remove()  # nothing asked: fine
 
 
 def _freezing_kernel(monkeypatch, path, delay_reads: int = 0) -> None:  # type: ignore[no-untyped-def]
@@ -281,3 +284,128 @@ def test_update_writes_only_what_changes(fake_tree) -> None:  # type: ignore[no-
     with pytest.raises(cgroups.CgroupError, match="cpuset"):
         cg.update(cgroups.Limits(cpuset_cpus="0"))  # cpuset not enabled for this cgroup
     cg.remove(timeout=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The real cgroup2 hierarchy beside v1 (/sys/fs/cgroup/unified: core files, no memory, pids or
+# cpu controllers): the driver creates, joins, freezes, kills and removes for real there.
+
+UNIFIED = "/sys/fs/cgroup/unified"
+
+
+def _unified_ok() -> bool:
+    if os.geteuid() != 0:
+        return False
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return any(line.split(" - ")[1].startswith("cgroup2 ") and
+                       line.split()[4] == UNIFIED for line in f if " - " in line)
+    except OSError:
+        return False
+
+
+needs_unified = pytest.mark.skipif(not _unified_ok(),
+                                   reason=f"needs root and a cgroup2 hierarchy at {UNIFIED}")
+
+
+@pytest.fixture
+def unified_parent():  # type: ignore[no-untyped-def]
+    parent = f"pycontain-test-{os.getpid()}-{os.urandom(3).hex()}"
+    yield parent
+    path = os.path.join(UNIFIED, parent)
+    for d in sorted((e.path for e in os.scandir(path) if e.is_dir()), reverse=True) \
+            if os.path.isdir(path) else []:
+        os.rmdir(d)
+    if os.path.isdir(path):
+        os.rmdir(path)
+
+
+def _events(cg) -> dict:  # type: ignore[no-untyped-def]
+    return base._read_keyed(os.path.join(cg.path, "cgroup.events"))
+
+
+@needs_unified
+def test_real_v2_create_join_freeze_kill_remove(unified_parent) -> None:  # type: ignore[no-untyped-def]
+    drv = V2Driver(UNIFIED)
+    cg = drv.create("c1", Resources(), unified_parent)
+    assert os.path.isdir(cg.path) and _events(cg)["populated"] == 0
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child joins, then counts
+        try:
+            with open(cg.join_files()[0], "w") as f:
+                f.write("0")
+            os.write(w, b"j")
+            n = 0
+            while True:
+                n += 1
+                if n % 100000 == 0:
+                    os.write(w, b".")
+        finally:
+            os._exit(1)
+    try:
+        assert os.read(r, 1) == b"j"
+        assert cg.pids() == [pid] and _events(cg)["populated"] == 1
+        cg.freeze()
+        assert cg.frozen() and _events(cg)["frozen"] == 1
+        os.set_blocking(r, False)
+        while True:  # drain what was written before the freeze took hold
+            try:
+                if not os.read(r, 65536):
+                    break
+            except BlockingIOError:
+                break
+        import time
+
+        time.sleep(0.2)
+        with pytest.raises(BlockingIOError):
+            os.read(r, 1)  # frozen: it writes nothing
+        cg.thaw()
+        assert not cg.frozen()
+        cg.kill_all()  # cgroup.kill
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+        deadline = time.monotonic() + 5
+        while _events(cg)["populated"] != 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _events(cg)["populated"] == 0
+        cg.remove()
+        assert not os.path.exists(cg.path)
+    finally:
+        os.close(r)
+        os.close(w)
+    with pytest.raises(cgroups.CgroupError, match="memory"):
+        drv.create("c2", Resources(memory_limit=64 << 20), unified_parent)
+    assert not os.path.exists(os.path.join(UNIFIED, unified_parent, "c2"))
+
+
+@needs_unified
+def test_a_container_on_the_real_v2_hierarchy(unified_parent, busybox_rootfs, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A whole container on the v2 driver: its processes in the v2 cgroup, paused and resumed
+    through cgroup.freeze, killed through cgroup.kill, and nothing left."""
+    import time
+
+    from pycontain.runtime.runtime import Runtime
+
+    rt = Runtime(str(tmp_path / "root"), str(tmp_path / "storage"), unified_parent)
+    rt._driver = V2Driver(UNIFIED)
+    c = rt.create(["/bin/sh", "-c", "sleep 30"], rootfs=busybox_rootfs, name="v2c",
+                  detach=True)
+    c.start()
+    try:
+        cg = c.cgroup()
+        assert cg.version == 2 and c.pid in cg.pids()
+        with open(f"/proc/{c.pid}/cgroup") as f:
+            assert f"0::/{unified_parent}/" in f.read()
+        c.pause()
+        assert c.status == "paused"
+        c.resume()
+        assert c.status == "running"
+        c.stop(timeout=0.5)
+        assert c.status == "stopped"
+    finally:
+        c.remove(force=True)
+    time.sleep(0.05)
+    assert [e.name for e in os.scandir(os.path.join(UNIFIED, unified_parent))
+            if e.is_dir()] == []  # the container's cgroup is gone
+    assert rt.containers() == []

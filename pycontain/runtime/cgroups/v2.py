@@ -153,9 +153,16 @@ class V2Driver(Driver):
                 wanted.append(ctrl)
         if resources.cpuset_cpus or resources.cpuset_mems:
             wanted.append("cpuset")
-        for c in ("memory", "pids"):
-            if c not in available:
-                raise CgroupError(f"cgroup2 controller {c!r} is not available")
+        # A controller is needed only for what is asked of it (runc's rule): a cgroup2 tree
+        # without memory/pids/cpu (as /sys/fs/cgroup/unified beside v1) still holds, freezes
+        # and kills a container.
+        asked = {"memory": resources.memory_limit is not None or resources.memory_swap
+                 is not None, "pids": resources.pids_limit is not None,
+                 "cpu": resources.cpu_quota is not None or resources.cpu_shares is not None}
+        for c, needed in asked.items():
+            if needed and c not in available:
+                raise CgroupError(f"cgroup2 controller {c!r} is not available in {self.root} "
+                                  f"(needed for the {c} limit)")
         path = os.path.join(self.root, rel)
         try:
             # Enable the controllers along the way down from the root.
