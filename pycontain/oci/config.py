@@ -94,6 +94,15 @@ def check_config(cfg: Dict[str, Any], driver_version: int) -> List[str]:
             continue
         warnings.append(f"process.{k} is not supported (ignored)")
     _unknown(proc.get("user"), _USER | {"username"}, "process.user", warnings)
+    caps = proc.get("capabilities") or {}
+    if isinstance(caps, dict):
+        from pycontain.runtime.spec import caps_mask
+
+        for kind, names in caps.items():
+            try:
+                caps_mask(list(names or []))
+            except (ValueError, TypeError) as e:  # the spec: an unmappable value MUST fail
+                raise OciError(f"process.capabilities.{kind}: {e}") from None
     for rl in proc.get("rlimits") or []:
         import resource
 

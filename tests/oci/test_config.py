@@ -361,6 +361,16 @@ def test_protections_that_cannot_be_applied_are_refused(oci: Oci, bundle: Bundle
     assert oci.run("state", cid).returncode == 1  # nothing left
 
 
+def test_unknown_capability_is_refused_at_create(oci: Oci, bundle: Bundle) -> None:
+    """runtime-tools process_capabilities_fail: a value that maps to no kernel interface MUST
+    fail, with one line naming it (runc runs such a container)."""
+    bundle.set_args("true")
+    bundle.edit(lambda c: c["process"]["capabilities"]["bounding"].append("CAP_TEST"))
+    r = oci.create(bundle, oci.new_id(), check=1)
+    assert r.stderr.decode().strip().endswith(
+        "process.capabilities.bounding: unknown capability 'CAP_TEST'"), r.stderr
+
+
 def test_no_mount_namespace_still_confines_to_root(oci: Oci, bundle: Bundle, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Without a mount namespace the process is chroot'ed into root.path (as runc does):
     the host's / is not visible and nothing is created on it."""
