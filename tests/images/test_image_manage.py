@@ -19,8 +19,10 @@ from conftest import (
     merged_tree,
     run,
     snapshot,
+    tar_bytes,
     tree,
 )
+from test_image_safety import write_layout
 
 from pycontain.image.errors import ImageError, ImageInUseError
 from pycontain.image.model import Image
@@ -350,9 +352,6 @@ def test_an_image_of_many_layers_runs(store: ImageStore, tmp_path) -> None:  # t
     the new mount API instead."""
     import io
     import tarfile
-
-    from conftest import tar_bytes
-    from test_image_safety import write_layout
 
     import pycontain
     from tests.busybox import make_busybox_root
