@@ -166,6 +166,20 @@ def test_run_output_and_exit_code(podman: Podman) -> None:
     assert r.returncode in (126, 127), r.stderr.decode()
 
 
+def test_read_only_and_tmpfs_etc(podman: Podman) -> None:
+    """podman --read-only mounts tmpfs with tmpcopyup on /tmp, /var/tmp, /run; --tmpfs /etc
+    keeps /etc's files: no warning, and the files are there."""
+    r = podman.run("--rm", "--read-only", IMAGE, "sh", "-c",
+                   "touch /tmp/x && echo tmp-ok; touch /x 2>/dev/null || echo root-ro")
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.split() == [b"tmp-ok", b"root-ro"]
+    assert b"warning" not in r.stderr.lower(), r.stderr
+    r = podman.run("--rm", "--tmpfs", "/etc", IMAGE, "sh", "-c",
+                   "grep -c root /etc/passwd; grep ' /etc ' /proc/mounts | cut -d' ' -f3")
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.split() == [b"1", b"tmpfs"], r.stdout
+
+
 def test_rm_leaves_nothing(podman: Podman) -> None:
     assert os.path.isdir(os.path.join(podman.oci_root, ".seccomp-cache"))  # the private root
     before = _containers(podman)
