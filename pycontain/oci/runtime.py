@@ -45,6 +45,7 @@ from pycontain.runtime.state import (
     alive,
     list_names,
     proc_start_time,
+    stale_partials,
     valid_name,
 )
 
@@ -135,8 +136,9 @@ class OciRuntime:
         status = str(s.get("status", "stopped"))
         if status in ("created", "running") and not alive(s.get("pid"), s.get("pid_start")):
             return "stopped"
-        if status == "creating" and s.get("pid") and not alive(s.get("pid"), s.get("pid_start")):
-            return "stopped"
+        if status == "creating" and not alive(s.get("pid"), s.get("pid_start")) and not alive(
+                s.get("monitor_pid"), s.get("monitor_start")):
+            return "stopped"  # its create died before finishing: delete removes what it made
         if status in ("created", "running") and cgroups.is_frozen(s.get("cgroup")):
             return "paused"
         return status
@@ -163,6 +165,10 @@ class OciRuntime:
                 "bundle": s.get("bundle", ""), "annotations": dict(s.get("annotations") or {})}
 
     def list(self) -> List[Dict[str, Any]]:
+        import shutil
+
+        for path in stale_partials(self.root):  # creates killed before publishing
+            shutil.rmtree(path, ignore_errors=True)
         out = []
         for name in list_names(self.root):
             try:
@@ -209,7 +215,24 @@ class OciRuntime:
         parent, name = _cgroup_location(spec.linux.cgroups_path, cid)
         spec.linux.resources.devices = _device_rules(spec)
         try:
-            sdir.claim()
+            cg_rel = cgroups.base._check_name(name, parent)
+        except cgroups.CgroupError as e:
+            raise OciError(str(e)) from None
+        now = time.time()
+        # Published whole, naming the cgroup before it exists and its creator, so that a
+        # create killed at any moment leaves a record that list shows and delete removes.
+        state: Dict[str, Any] = {
+            "ociVersion": spec.oci_version, "id": cid, "name": cid, "status": "creating",
+            "pid": 0, "bundle": bundle, "rootfs": root,
+            "annotations": dict(spec.annotations), "created": now,
+            "created_at": rfc3339(now), "oci": True, "init": False,
+            "preload": policy, "cgroup": None, "cgroup_rel": cg_rel, "exit_code": None,
+            "oom_killed": False, "command": list(spec.process.args), "lowers": None,
+            "container_dir": None, "monitor_pid": os.getpid(),
+            "monitor_start": procs.self_start_time(),
+        }
+        try:
+            sdir.publish(state, {"config.json": spec.to_dict()})
         except StateError as e:
             raise OciError(f"container {cid} already exists" if "in use" in str(e)
                            else str(e)) from None
@@ -221,16 +244,7 @@ class OciRuntime:
                 add_preload(spec, sdir, policy)
             cg = driver.create(name, spec.linux.resources, parent)
             spec.linux.cgroups_path = "/" + cg.rel
-            now = time.time()
-            state: Dict[str, Any] = {
-                "ociVersion": spec.oci_version, "id": cid, "name": cid, "status": "creating",
-                "pid": 0, "bundle": bundle, "rootfs": root,
-                "annotations": dict(spec.annotations), "created": now,
-                "created_at": rfc3339(now), "oci": True, "init": False,
-                "preload": policy, "cgroup": cg.to_dict(), "exit_code": None,
-                "oom_killed": False, "command": list(spec.process.args), "lowers": None,
-                "container_dir": None,
-            }
+            state["cgroup"] = cg.to_dict()
             sdir.write_json("config.json", spec.to_dict())
             with sdir.lock():
                 sdir.write(state)
@@ -270,7 +284,7 @@ class OciRuntime:
         except BaseException as e:
             if pid:
                 procs.signal_pid(pid, None, signal.SIGKILL)
-            cleanup.undo_create(e, OciError, sdir, cg, None)
+            cleanup.undo_create(e, OciError, sdir, cg or cleanup.cgroup_of(state), None)
             raise
         finally:
             if sock is not None:

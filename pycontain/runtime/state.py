@@ -206,8 +206,8 @@ def stale_partials(root: str) -> List[str]:
 
 def list_names(root: str) -> List[str]:
     try:
-        return sorted(n for n in os.listdir(root)
-                      if os.path.exists(os.path.join(root, n, "state.json")))
+        return sorted(n for n in os.listdir(root) if not n.startswith(".")  # .new-, .rm-
+                      and os.path.exists(os.path.join(root, n, "state.json")))
     except FileNotFoundError:
         return []
 

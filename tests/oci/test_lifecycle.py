@@ -217,6 +217,38 @@ def test_created_container_process_is_out_of_reach(oci: Oci, bundle: Bundle) -> 
         oci.run("delete", "--force", cid, check=0)
 
 
+def test_create_killed_at_many_points_leaves_only_removable_records(oci: Oci,
+                                                                   bundle: Bundle) -> None:
+    """SIGKILL of `create` at 20 moments of its first 150 ms: every container left is
+    listed and `delete --force` removes it with its cgroup; nothing else remains."""
+    import subprocess
+
+    from tests.oci.conftest import cgroup_dirs
+
+    bundle.set_args("sleep", "37.5")
+    ids = []
+    for i in range(20):
+        cid = oci.new_id("kill")
+        ids.append(cid)
+        bundle.edit(lambda c, cid=cid: c["linux"].update(cgroupsPath=oci.cgroup(cid)))
+        p = subprocess.Popen(oci.cmd("create", "--bundle", bundle.path, cid),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        time.sleep(i * 0.0075)
+        p.kill()
+        p.wait()
+    listed = {s["id"] for s in json.loads(oci.run("list", "--format", "json",
+                                                  check=0).stdout or b"[]")}
+    assert listed <= set(ids)
+    for d in cgroup_dirs():  # every cgroup made has a record
+        assert os.path.basename(d.rstrip("/")) in listed, d
+    for cid in listed:
+        oci.run("delete", "--force", cid, check=0)
+    assert json.loads(oci.run("list", "--format", "json", check=0).stdout or b"[]") == []
+    assert [n for n in os.listdir(oci.root)] == [] if os.path.isdir(oci.root) else True
+    assert cgroup_dirs() == []
+
+
 def test_list_ps_spec_features_version(oci: Oci, bundle: Bundle, tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert json.loads(oci.run("list", "--format", "json", check=0).stdout or b"[]") == []
     bundle.set_args("sleep", "100")
