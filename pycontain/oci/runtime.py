@@ -5,13 +5,15 @@ runtime-spec lifecycle onto them (config.json is checked in :mod:`pycontain.oci.
 
 Lifecycle (runtime-spec "Lifecycle", runc's process model):
 
-* ``create``: read ``<bundle>/config.json``, report what is not supported, claim
-  ``<root>/<id>/`` (status ``creating``), create the cgroup (``linux.cgroupsPath``), fork the
-  container process, which sets up every namespace, mount, device, sysctl, rlimit, capability,
-  the console and (without noNewPrivileges) seccomp, then blocks on ``<root>/<id>/exec.fifo``;
-  prestart/createRuntime hooks run here when it asks (before its pivot_root), createContainer
-  hooks in it. Status ``created``, ``--pid-file`` written, the command exits: the container
-  process is reparented (to the engine's subreaper, e.g. conmon, which reaps it).
+* ``create``: read ``<bundle>/config.json``, report what is not supported, publish
+  ``<root>/<id>/`` whole (status ``creating``, naming the cgroup to be made: see
+  :meth:`StateDir.publish <pycontain.runtime.state.StateDir.publish>`), create the cgroup
+  (``linux.cgroupsPath``), fork the container process, which sets up every namespace, mount,
+  device, sysctl, rlimit, capability, the console and (without noNewPrivileges) seccomp, then
+  blocks on ``<root>/<id>/exec.fifo``; prestart/createRuntime hooks run here when it asks
+  (before its pivot_root), createContainer hooks in it. Status ``created``, ``--pid-file``
+  written, the command exits: the container process is reparented (to the engine's subreaper,
+  e.g. conmon, which reaps it).
 * ``start``: one byte into the fifo; the process runs the startContainer hooks and execs the
   user program. Status ``running``; poststart hooks run.
 * ``state``: status is never taken from the file alone: a recorded pid that no longer exists
