@@ -47,7 +47,7 @@ from pycontain.runtime.state import (
     alive,
     list_names,
     proc_start_time,
-    stale_partials,
+    remove_stale_partials,
     valid_name,
 )
 
@@ -167,10 +167,7 @@ class OciRuntime:
                 "bundle": s.get("bundle", ""), "annotations": dict(s.get("annotations") or {})}
 
     def list(self) -> List[Dict[str, Any]]:
-        import shutil
-
-        for path in stale_partials(self.root):  # creates killed before publishing
-            shutil.rmtree(path, ignore_errors=True)
+        remove_stale_partials(self.root)  # creates killed before publishing
         out = []
         for name in list_names(self.root):
             try:
@@ -217,7 +214,7 @@ class OciRuntime:
         parent, name = _cgroup_location(spec.linux.cgroups_path, cid)
         spec.linux.resources.devices = _device_rules(spec)
         try:
-            cg_rel = cgroups.base._check_name(name, parent)
+            cg_rel = cgroups.base.relative_path(name, parent)
         except cgroups.CgroupError as e:
             raise OciError(str(e)) from None
         now = time.time()

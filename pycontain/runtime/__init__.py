@@ -8,6 +8,7 @@ and pycontain-oci.
     rootfs.py      overlayfs or bind root, mounts, devices, pivot_root, masked paths
     cgroups/       one interface (base.py), the v1 and v2 drivers
     seccomp.py     OCI seccomp profiles through libseccomp
+    hooks.py       OCI hooks: the state JSON on stdin, timeouts
     spec.py        the OCI runtime-spec config model
     state.py       per-container state directories, liveness by pid start time
     cleanup.py     teardown that leaves nothing behind

@@ -156,6 +156,10 @@ class NonDumpable:
     class: a host interpreter reachable from inside a container). The caller's own setting is
     restored on leaving; execve makes the workload dumpable again, as any program is."""
 
+    def __init__(self) -> None:
+        self.old = 1
+        self.pid = os.getpid()
+
     def __enter__(self) -> NonDumpable:
         self.old = lib.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
         if lib.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0:
@@ -165,10 +169,6 @@ class NonDumpable:
     def __exit__(self, *exc: object) -> None:
         if self.old > 0 and os.getpid() == self.pid:
             lib.prctl(PR_SET_DUMPABLE, self.old, 0, 0, 0)
-
-    def __init__(self) -> None:
-        self.old = 1
-        self.pid = os.getpid()
 
 
 def set_no_new_privs() -> None:

@@ -85,14 +85,15 @@ def parse_cpus(value: Union[float, str, None]) -> Optional[float]:
     return cpus
 
 
-def size_or_unlimited(value: Size, what: str) -> int:
-    """parse_size, or -1 (unlimited) for -1 / "-1" / "unlimited" / "max"."""
+def size_or_unlimited(value: Size, what: str, memory: bool = False) -> int:
+    """parse_size (memory_limit with ``memory``), or -1 (unlimited) for -1 / "-1" /
+    "unlimited" / "max"."""
     if isinstance(value, str) and value.strip().lower() in ("-1", "unlimited", "max"):
         return -1
     if isinstance(value, int) and not isinstance(value, bool) and value == -1:
         return -1
-    if what == "memory":
-        return int(memory_limit(value) or 0)
+    if memory:
+        return int(memory_limit(value, what) or 0)
     return int(parse_size(value, what) or 0)
 
 

@@ -444,7 +444,7 @@ class Container:
         the new limits show in inspect()."""
         s = self._require_running()
         lim = cgroups.Limits(
-            memory=None if memory is None else size_or_unlimited(memory, "memory"),
+            memory=None if memory is None else size_or_unlimited(memory, "memory", memory=True),
             memory_swap=None if memory_swap is None else size_or_unlimited(memory_swap,
                                                                             "memory_swap"),
             pids=None if pids is None else int_arg(pids, "pids"),

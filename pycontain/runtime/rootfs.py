@@ -184,13 +184,13 @@ def copy_up(src: str, dst: str) -> None:
     and symlinks as they were (podman's --tmpfs /etc and --read-only rely on it)."""
     import shutil
 
-    def same(s: str, d: str, st: os.stat_result) -> None:
+    def same(d: str, st: os.stat_result) -> None:
         os.lchown(d, st.st_uid, st.st_gid)
         if not stat.S_ISLNK(st.st_mode):
             os.chmod(d, stat.S_IMODE(st.st_mode))
         os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
-    same(src, dst, os.stat(src))
+    same(dst, os.stat(src))
     for dirpath, dirnames, filenames in os.walk(src):
         rel = os.path.relpath(dirpath, src)
         out = dst if rel == "." else os.path.join(dst, rel)
@@ -207,8 +207,7 @@ def copy_up(src: str, dst: str) -> None:
                 os.mkfifo(d)
             else:
                 continue  # devices and sockets are not copied up
-            same(s, d, st)
-        dirnames[:] = [n for n in dirnames if not os.path.islink(os.path.join(dirpath, n))]
+            same(d, st)
     for dirpath, dirnames, _ in os.walk(src):  # directory times, now that they are filled
         for n in dirnames:
             s = os.path.join(dirpath, n)

@@ -26,7 +26,7 @@ from pycontain.runtime.state import (
     alive,
     iter_states,
     list_names,
-    stale_partials,
+    remove_stale_partials,
 )
 
 TYPE_CHECKING = False
@@ -84,10 +84,7 @@ class Runtime:
         cgroup dropped. Every command that lists, finds or creates containers calls this, so a
         dead CLI's leftovers last at most until the next command. Returns the names removed."""
         removed = []
-        for path in stale_partials(self.root):
-            import shutil
-
-            shutil.rmtree(path, ignore_errors=True)
+        remove_stale_partials(self.root)
         for name in list_names(self.root):
             sdir = StateDir(self.root, name)
             try:
@@ -209,7 +206,7 @@ class Runtime:
         cdir = os.path.join(self.storage, "containers", cid)
         driver = self.driver
         try:
-            cg_rel = cgroups.base._check_name(cid, self.cgroup_parent)
+            cg_rel = cgroups.base.relative_path(cid, self.cgroup_parent)
         except cgroups.CgroupError as e:
             raise ContainerError(str(e)) from None
         spec = default_spec(args)

@@ -204,6 +204,13 @@ def stale_partials(root: str) -> List[str]:
     return out
 
 
+def remove_stale_partials(root: str) -> None:
+    import shutil
+
+    for path in stale_partials(root):
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def list_names(root: str) -> List[str]:
     try:
         return sorted(n for n in os.listdir(root) if not n.startswith(".")  # .new-, .rm-

@@ -271,12 +271,18 @@ class Driver:
         raise NotImplementedError
 
 
-def _check_name(name: str, parent: str) -> str:
+def relative_path(name: str, parent: str) -> str:
     """``parent/name`` after checking every part ("" as parent: directly under the root)."""
     for part in (name, *(parent.split("/") if parent else ())):
         if not part or part in (".", "..") or "/" in name:
             raise CgroupError(f"invalid cgroup name {parent}/{name}")
     return f"{parent}/{name}" if parent else name
+
+
+def check_rel(rel: str) -> str:
+    """``rel`` (``parent/name``, as a state record keeps it) after the same checks."""
+    parent, _, name = rel.rpartition("/")
+    return relative_path(name, parent)
 
 
 def _blkio_lines(bio: Dict[str, Any], key: str, field: str) -> List[str]:

@@ -175,7 +175,7 @@ class V1Driver(Driver):
         self.mounts = mounts  # controller -> mount point
 
     def create(self, name: str, resources: Resources, parent: str = DEFAULT_PARENT) -> Cgroup:
-        rel = base._check_name(name, parent)
+        rel = base.relative_path(name, parent)
         wanted = [c for c in V1_CONTROLLERS if c in self.mounts]
         if resources.extra.get("blockIO") and "blkio" in self.mounts:
             wanted.append("blkio")
@@ -214,7 +214,7 @@ class V1Driver(Driver):
         return cg
 
     def open(self, rel: str) -> Cgroup:
-        base._check_name(rel.rsplit("/", 1)[-1], rel.rsplit("/", 1)[0] if "/" in rel else "")
+        base.check_rel(rel)
         controllers = [*V1_CONTROLLERS, "blkio", "hugetlb", "cpuset"]
         return CgroupV1(rel, {c: os.path.join(self.mounts[c], rel) for c in controllers
                               if c in self.mounts})

@@ -142,7 +142,7 @@ class V2Driver(Driver):
                    " ".join("+" + c for c in missing))
 
     def create(self, name: str, resources: Resources, parent: str = DEFAULT_PARENT) -> Cgroup:
-        rel = base._check_name(name, parent)
+        rel = base.relative_path(name, parent)
         try:
             available = set(base._read(os.path.join(self.root, "cgroup.controllers")).split())
         except OSError as e:
@@ -188,7 +188,7 @@ class V2Driver(Driver):
         return cg
 
     def open(self, rel: str) -> Cgroup:
-        base._check_name(rel.rsplit("/", 1)[-1], rel.rsplit("/", 1)[0] if "/" in rel else "")
+        base.check_rel(rel)
         return CgroupV2(rel, os.path.join(self.root, rel))
 
     @staticmethod
