@@ -58,6 +58,11 @@ class Model:
 
     def choose(self, need: int) -> Optional[int]:
         cands = [i for i, b in enumerate(self.blocks) if b.free and b.total >= need]
+        # Wilderness preservation: the free top (the last block) is a candidate only when no
+        # other free block fits.
+        top = len(self.blocks) - 1
+        if len(cands) > 1 and cands[-1] == top:
+            cands.pop()
         if not cands:
             return None
         keys = {

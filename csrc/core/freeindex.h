@@ -22,7 +22,10 @@ typedef struct pa_node {
     uint64_t seq;     /* free-sequence number of the block */
     uint64_t max;     /* largest total block size in this subtree */
     uint32_t height;  /* AVL height, leaves are 1 */
+    uint32_t dlo, dhi; /* pool.c: the block's dirty hull, in 64 KiB units from the arena base */
 } pa_node;
+/* The node lives in the payload of the smallest free block, before its footer. */
+_Static_assert(sizeof(pa_node) <= 48, "pa_node must fit a 64-byte block before its footer");
 
 typedef struct pa_index {
     pa_node *root;

@@ -110,23 +110,76 @@ static int commit_to(pa_pool *p, char *upto)
     return 0;
 }
 
-/* Inserts b (size bytes, not in the index) as a free block with the given seq. The caller
- * has set nothing; this writes header, footer, and the next block's PINUSE bit. `pflag` is
- * PA_PINUSE if the block before b is in use (always, once coalescing is done). */
-static void make_free(pa_pool *p, char *b, uint64_t size, uint64_t pflag, uint64_t seq)
+/* The free top. The last block of the arena, when free, is the wilderness: the untouched
+ * rest of the reservation. It is kept out of the index and used only when no indexed block
+ * fits (wilderness preservation), so every policy reuses the holes left by frees before it
+ * grows the heap; worst fit and fifo would otherwise always pick it and never reuse a hole. */
+static inline int top_free(const pa_pool *p) { return !(pa_hdr(p->tail) & PA_CINUSE); }
+
+/* The dirty hull of a free block: the address range that may hold pages the kernel still
+ * backs (written since they were last purged). Outside it, the block's pages, except the
+ * first (header and node) and the last (footer), are purged or were never touched. It is
+ * kept in the node in 64 KiB units from the arena base, rounded outwards. The free top's hull is everything up to
+ * the committed frontier. */
+#define HULL_SHIFT 16
+static inline void hull_get(const pa_pool *p, char *b, char **lo, char **hi)
+{
+    if (b == p->tail) {
+        *lo = b;
+        *hi = p->base + p->committed;
+        return;
+    }
+    const pa_node *n = node_of(b);
+    *lo = p->base + ((uint64_t)n->dlo << HULL_SHIFT);
+    *hi = p->base + ((uint64_t)n->dhi << HULL_SHIFT);
+}
+
+/* Units count from the arena base, so clipping and storing a hull again does not move it. */
+static inline void hull_set(const pa_pool *p, char *b, uint64_t size, char *lo, char *hi)
+{
+    pa_node *n = node_of(b);
+    if (lo < b)
+        lo = b;
+    if (hi > b + size)
+        hi = b + size;
+    if (hi <= lo) {
+        n->dlo = n->dhi = 0;
+        return;
+    }
+    n->dlo = (uint32_t)((uint64_t)(lo - p->base) >> HULL_SHIFT);
+    n->dhi = (uint32_t)(((uint64_t)(hi - p->base) + ((uint64_t)1 << HULL_SHIFT) - 1) >> HULL_SHIFT);
+}
+
+/* Inserts b (size bytes, not in the index) as a free block with the given seq and the dirty
+ * range [dlo, dhi) (clipped to the block). The caller has set nothing; this writes header,
+ * footer, and the next block's PINUSE bit. `pflag` is PA_PINUSE if the block before b is in
+ * use (always, once coalescing is done). The last block becomes the free top, not indexed. */
+static void make_free(pa_pool *p, char *b, uint64_t size, uint64_t pflag, uint64_t seq,
+                      char *dlo, char *dhi)
 {
     pa_set_hdr(b, size, pflag, p->secret);
     char *next = b + size;
-    if (next == p->end)
-        p->tail = b;
-    if (next < p->end) {
-        pa_set_footer(b, size);
-        pa_set_hdr(next, pa_bsize(next), (pa_hdr(next) & PA_CINUSE), p->secret);
-    }
     pa_node *n = node_of(b);
     n->seq = seq;
-    pa_index_insert(&p->index, n);
+    hull_set(p, b, size, dlo, dhi);
+    if (next == p->end) {
+        p->tail = b;
+    } else {
+        pa_set_footer(b, size);
+        pa_set_hdr(next, pa_bsize(next), (pa_hdr(next) & PA_CINUSE), p->secret);
+        pa_index_insert(&p->index, n);
+    }
     p->free_bytes += size - PA_HEADER;
+}
+
+/* The block the policy picks for `need` bytes: the first fit in the index, else the free top
+ * if it is large enough. */
+static inline pa_node *find_fit(const pa_pool *p, uint64_t need)
+{
+    pa_node *n = pa_index_find(&p->index, need);
+    if (!n && top_free(p) && pa_bsize(p->tail) >= need)
+        n = node_of(p->tail);
+    return n;
 }
 
 /* Commit target for carving `need` bytes out of block b of `size` bytes: the remainder's
@@ -137,14 +190,15 @@ static inline char *carve_reach(char *b, uint64_t size, uint64_t need)
 }
 
 /* Hands out the low `need` bytes of block b (size bytes, already out of the index and out of
- * the free byte count); the rest, if big enough, becomes a free block keeping `seq`. */
+ * the free byte count); the rest, if big enough, becomes a free block keeping `seq` and the
+ * part of the dirty range [dlo, dhi) that falls in it. */
 static char *carve(pa_pool *p, char *b, uint64_t size, uint64_t need, uint64_t pflag,
-                   uint64_t seq)
+                   uint64_t seq, char *dlo, char *dhi)
 {
     uint64_t rest = size - need;
     if (rest >= PA_MIN_BLOCK) {
         pa_set_hdr(b, need, PA_CINUSE | pflag, p->secret);
-        make_free(p, b + need, rest, PA_PINUSE, seq);
+        make_free(p, b + need, rest, PA_PINUSE, seq, dlo, dhi);
     } else {
         need = size;
         pa_set_hdr(b, size, PA_CINUSE | pflag, p->secret);
@@ -160,10 +214,11 @@ static char *carve(pa_pool *p, char *b, uint64_t size, uint64_t need, uint64_t p
     return b + PA_HEADER;
 }
 
-/* Takes free block n out of the index and the free byte count. */
+/* Takes free block n out of the index (the free top is not in it) and the free byte count. */
 static inline void unlink_free(pa_pool *p, pa_node *n)
 {
-    pa_index_remove(&p->index, n);
+    if (block_of(n) != p->tail)
+        pa_index_remove(&p->index, n);
     p->free_bytes -= pa_bsize(block_of(n)) - PA_HEADER;
 }
 
@@ -192,25 +247,30 @@ static uint64_t decommit_tail(pa_pool *p, char *b, size_t slack)
     return (uint64_t)(frontier - (char *)cut);
 }
 
-/* Gives memory back to the kernel after block b (size bytes, `freed` of which were just
- * released by the caller) became free. Hysteresis keeps alloc/free cycles from paying a page
- * fault per page every time:
+/* Gives memory back to the kernel after block b (size bytes) became free. Hysteresis keeps
+ * alloc/free cycles from paying a page fault per page every time:
  *   - the last block (the arena's unused top) is decommitted only when more than twice the
  *     threshold is committed past its start, and then down to one threshold of slack;
- *   - inside the arena, only a free of a block that is itself at least the threshold purges
- *     (its pages and those of the small free neighbours it merged with). Small frees that
- *     add up to a large free block are left for pa_pool_trim. */
-static void trim_after_free(pa_pool *p, char *b, uint64_t size, uint64_t freed)
+ *   - inside the arena, a free block is purged when its dirty hull reaches the threshold,
+ *     however many frees it took to get there. A block carved and freed again in a cycle
+ *     leaves the hull where it was, so the cycle does not purge. */
+static void trim_after_free(pa_pool *p, char *b, uint64_t size)
 {
-    if (p->trim_threshold == 0 || size < p->trim_threshold)
+    if (p->trim_threshold == 0)
         return;
     if (b + size == p->end) {
-        if ((size_t)(p->base + p->committed - (b + PA_MIN_BLOCK)) > 2 * p->trim_threshold)
+        if (size >= p->trim_threshold &&
+            (size_t)(p->base + p->committed - (b + PA_MIN_BLOCK)) > 2 * p->trim_threshold)
             decommit_tail(p, b, p->trim_threshold);
         return;
     }
-    if (freed >= p->trim_threshold)
-        purge_range(p, b + PA_MIN_BLOCK, b + size - PA_HEADER);
+    char *lo, *hi;
+    hull_get(p, b, &lo, &hi);
+    if (hi > lo && (uint64_t)(hi - lo) >= p->trim_threshold) {
+        purge_range(p, lo > b + PA_MIN_BLOCK ? lo : b + PA_MIN_BLOCK,
+                    hi < b + size - PA_HEADER ? hi : b + size - PA_HEADER);
+        node_of(b)->dlo = node_of(b)->dhi = 0;
+    }
 }
 
 size_t pa_pool_trim(pa_pool *p)
@@ -226,20 +286,24 @@ size_t pa_pool_trim(pa_pool *p)
             break;
         }
         released += purge_range(p, b + PA_MIN_BLOCK, b + size - PA_HEADER);
+        node_of(b)->dlo = node_of(b)->dhi = 0;
     }
     unlock(p);
     return (size_t)released;
 }
 
 /* Frees block b (in use, size bytes): coalesces with free neighbours and indexes the result
- * under a new seq. */
+ * under a new seq. Its dirty hull covers the freed block and the hulls of the neighbours. */
 static void release_block(pa_pool *p, char *b, uint64_t size)
 {
-    uint64_t freed = size;
+    char *dlo = b, *dhi = b + size, *lo, *hi;
     uint64_t h = pa_hdr(b);
     if (!(h & PA_PINUSE)) {
         uint64_t psize = pa_prev_footer(b);
         char *prev = b - psize;
+        hull_get(p, prev, &lo, &hi);
+        if (hi > lo)
+            dlo = lo;
         unlink_free(p, node_of(prev));
         b = prev;
         size += psize;
@@ -247,11 +311,14 @@ static void release_block(pa_pool *p, char *b, uint64_t size)
     char *next = b + size;
     if (next < p->end && !(pa_hdr(next) & PA_CINUSE)) {
         uint64_t nsize = pa_bsize(next);
+        hull_get(p, next, &lo, &hi);
+        if (hi > lo)
+            dhi = hi;
         unlink_free(p, node_of(next));
         size += nsize;
     }
-    make_free(p, b, size, PA_PINUSE, p->next_seq++);
-    trim_after_free(p, b, size, freed);
+    make_free(p, b, size, PA_PINUSE, p->next_seq++, dlo, dhi);
+    trim_after_free(p, b, size);
 }
 
 /* Checks that p is a live block of this pool; returns its block or NULL. Lock held. */
@@ -325,7 +392,8 @@ pa_pool *pa_pool_create(size_t capacity, int policy, unsigned flags)
         pa_os_release(map, map_size);
         return NULL;
     }
-    make_free(p, first, (uint64_t)(p->end - first), PA_PINUSE, 0);
+    p->tail = first;
+    make_free(p, first, (uint64_t)(p->end - first), PA_PINUSE, 0, first, first);
     return p;
 }
 
@@ -341,7 +409,7 @@ void pa_pool_destroy(pa_pool *p)
 /* Finds, unlinks and commits a free block of at least `search` bytes; NULL if none. */
 static char *take_fit(pa_pool *p, uint64_t search, uint64_t reach_need)
 {
-    pa_node *n = pa_index_find(&p->index, search);
+    pa_node *n = find_fit(p, search);
     if (!n)
         return NULL;
     char *b = block_of(n);
@@ -352,24 +420,27 @@ static char *take_fit(pa_pool *p, uint64_t search, uint64_t reach_need)
     return b;
 }
 
-/* carve() for a free block b still in the index, with a remainder (rest >= PA_MIN_BLOCK):
- * when the remainder sorts where b did (always under first fit and fifo, often under worst
- * fit, whose chosen block tends to stay the largest), its node takes over b's node in the
- * tree instead of a remove and an insert with their rebalancing. */
+/* carve() for a free block b still in the index (or the free top), with a remainder
+ * (rest >= PA_MIN_BLOCK): when the remainder sorts where b did (always under first fit and
+ * fifo, often under worst fit, whose chosen block tends to stay the largest), its node takes
+ * over b's node in the tree instead of a remove and an insert with their rebalancing. */
 static char *carve_in_place(pa_pool *p, char *b, uint64_t size, uint64_t need)
 {
     uint64_t rest = size - need, pflag = pa_hdr(b) & PA_PINUSE;
-    char *r = b + need, *next = b + size;
+    char *r = b + need, *next = b + size, *lo, *hi;
     pa_node *old = node_of(b), *nw = node_of(r);
+    hull_get(p, b, &lo, &hi);
     pa_set_hdr(r, rest, PA_PINUSE, p->secret);
-    if (next == p->end)
-        p->tail = r;
-    else
-        pa_set_footer(r, rest);
     nw->seq = old->seq;
-    if (pa_index_replace(&p->index, old, nw) != 0) {
-        pa_index_remove(&p->index, old); /* reads old's key: its header is still intact */
-        pa_index_insert(&p->index, nw);
+    hull_set(p, r, rest, lo, hi);
+    if (next == p->end) {
+        p->tail = r; /* the free top stays out of the index */
+    } else {
+        pa_set_footer(r, rest);
+        if (pa_index_replace(&p->index, old, nw) != 0) {
+            pa_index_remove(&p->index, old); /* reads old's key: its header is intact */
+            pa_index_insert(&p->index, nw);
+        }
     }
     pa_set_hdr(b, need, PA_CINUSE | pflag, p->secret);
     p->free_bytes -= need;
@@ -390,7 +461,7 @@ static void *do_alloc(pa_pool *p, size_t n, size_t *usable)
     }
     uint64_t need = need_for(n ? n : 1);
     lock(p);
-    pa_node *nd = pa_index_find(&p->index, need);
+    pa_node *nd = find_fit(p, need);
     char *b = nd ? block_of(nd) : NULL;
     uint64_t size = b ? pa_bsize(b) : 0;
     if (!b || commit_to(p, carve_reach(b, size, need)) != 0) {
@@ -404,7 +475,7 @@ static void *do_alloc(pa_pool *p, size_t n, size_t *usable)
         r = carve_in_place(p, b, size, need);
     } else {
         unlink_free(p, nd);
-        r = carve(p, b, size, need, pa_hdr(b) & PA_PINUSE, nd->seq);
+        r = carve(p, b, size, need, pa_hdr(b) & PA_PINUSE, nd->seq, b, b);
     }
     p->allocs++;
     if (usable)
@@ -431,7 +502,7 @@ static void *do_alloc_aligned(pa_pool *p, size_t n, size_t align, size_t *usable
     uint64_t need = need_for(n ? n : 1);
     uint64_t search = need + align + PA_MIN_BLOCK - PA_ALIGN;
     lock(p);
-    pa_node *nd = pa_index_find(&p->index, search);
+    pa_node *nd = find_fit(p, search);
     char *b = nd ? block_of(nd) : NULL;
     uint64_t size = b ? pa_bsize(b) : 0;
     uintptr_t pay = (uintptr_t)b + PA_HEADER;
@@ -447,6 +518,8 @@ static void *do_alloc_aligned(pa_pool *p, size_t n, size_t align, size_t *usable
     }
     uint64_t seq = nd->seq;
     uint64_t pflag = pa_hdr(b) & PA_PINUSE;
+    char *dlo, *dhi;
+    hull_get(p, b, &dlo, &dhi);
     unlink_free(p, nd);
     if (gap) {
         /* The leading gap stays free with the chosen block's seq. The allocated block's
@@ -454,12 +527,12 @@ static void *do_alloc_aligned(pa_pool *p, size_t n, size_t align, size_t *usable
          * the next header from the current one, so give b+gap a provisional header. */
         char *ab = b + gap;
         pa_set_hdr(ab, size - gap, PA_CINUSE, p->secret);
-        make_free(p, b, gap, pflag, seq);
+        make_free(p, b, gap, pflag, seq, dlo, dhi);
         b = ab;
         size -= gap;
         pflag = 0;
     }
-    void *r = carve(p, b, size, need, pflag, seq);
+    void *r = carve(p, b, size, need, pflag, seq, dlo, dhi);
     p->allocs++;
     if (usable)
         *usable = pa_bsize((char *)r - PA_HEADER) - PA_HEADER;
@@ -533,10 +606,12 @@ static void *do_realloc(pa_pool *p, void *ptr, size_t n, size_t *usable)
         if (commit_to(p, carve_reach(b, total, need)) == 0) {
             pa_node *nd = node_of(next);
             uint64_t seq = nd->seq;
+            char *dlo, *dhi;
+            hull_get(p, next, &dlo, &dhi);
             unlink_free(p, nd);
             p->used -= size - PA_HEADER;
             p->live_blocks--;
-            carve(p, b, total, need, pflag, seq);
+            carve(p, b, total, need, pflag, seq, dlo, dhi);
             p->reallocs++;
             if (usable)
                 *usable = pa_bsize(b) - PA_HEADER;
@@ -552,7 +627,10 @@ static void *do_realloc(pa_pool *p, void *ptr, size_t n, size_t *usable)
         errno = ENOMEM;
         return NULL;
     }
-    void *q = carve(p, nb, pa_bsize(nb), need, pa_hdr(nb) & PA_PINUSE, node_of(nb)->seq);
+    char *dlo, *dhi;
+    hull_get(p, nb, &dlo, &dhi);
+    void *q = carve(p, nb, pa_bsize(nb), need, pa_hdr(nb) & PA_PINUSE, node_of(nb)->seq, dlo,
+                    dhi);
     memcpy(q, ptr, size - PA_HEADER);
     p->used -= size - PA_HEADER;
     p->live_blocks--;
@@ -628,8 +706,10 @@ void pa_pool_stats(pa_pool *p, pa_stats *o)
     o->free = p->free_bytes;
     o->overhead = p->capacity - p->used - p->free_bytes;
     uint64_t mx = pa_index_max(&p->index);
+    if (top_free(p) && pa_bsize(p->tail) > mx)
+        mx = pa_bsize(p->tail);
     o->largest_free = mx ? mx - PA_HEADER : 0;
-    o->free_blocks = p->index.count;
+    o->free_blocks = p->index.count + (size_t)top_free(p);
     o->live_blocks = p->live_blocks;
     o->peak_used = p->peak_used;
     o->committed = p->committed;
@@ -767,7 +847,7 @@ int pa_pool_check(pa_pool *p)
     }
     if (rc == CHK_OK && (b != p->end || b - pa_bsize(p->tail) != p->tail))
         rc = CHK_END;
-    if (rc == CHK_OK && (nfree != p->index.count || nlive != p->live_blocks))
+    if (rc == CHK_OK && (nfree != p->index.count + (size_t)top_free(p) || nlive != p->live_blocks))
         rc = CHK_COUNTS;
     if (rc == CHK_OK && (free_bytes != p->free_bytes || used != p->used ||
                          blocks_total + FIRST_BLOCK + PA_HEADER != p->capacity))

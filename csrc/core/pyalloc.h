@@ -43,7 +43,10 @@
  *   (a counter value taken when it entered the free set; a merged block takes a new seq; the
  *   remainder of a split keeps the seq of the block it came from). For alloc(n), let
  *   need = max(PA_MIN_BLOCK, round_up(n + PA_HEADER, PA_ALIGN)); the candidates are the free
- *   blocks whose total size (usable + PA_HEADER) is >= need, i.e. usable >= n. The chosen one:
+ *   blocks whose total size (usable + PA_HEADER) is >= need, i.e. usable >= n, except the
+ *   free top (the free block that ends at the arena's end, the untouched rest of it), which
+ *   is a candidate only when no other free block fits ("wilderness preservation": otherwise
+ *   worst fit and fifo would always pick it and never reuse a hole). The chosen one:
  *     PA_BEST   smallest size, ties to the lowest offset
  *     PA_WORST  largest size, ties to the lowest offset
  *     PA_FIRST  lowest offset
