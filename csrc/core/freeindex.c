@@ -229,10 +229,11 @@ void pa_index_init(pa_index *ix, int policy)
     ix->root = NULL;
     ix->count = 0;
     ix->policy = policy;
+    ix->corrupt = 0;
 }
 
 
-pa_node *pa_index_find(const pa_index *ix, uint64_t need)
+pa_node *pa_index_find(pa_index *ix, uint64_t need)
 {
     pa_node *n = ix->root;
     if (!n || n->max < need)
@@ -244,8 +245,10 @@ pa_node *pa_index_find(const pa_index *ix, uint64_t need)
             n = n->left;
         else if (node_size(n) >= need)
             return n;
-        else
-            n = n->right;
+        else if (!(n = n->right)) {
+            ix->corrupt = 1; /* a maximum promised a block that is not there */
+            return NULL;
+        }
     }
 }
 

@@ -16,11 +16,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The first two words are plain numbers, not links: a use-after-free write into the start
+ * of a free block (the usual place, a struct's first fields) cannot make the tree lead an
+ * allocation to an address of the writer's choosing. */
 typedef struct pa_node {
-    struct pa_node *left;
-    struct pa_node *right;
     uint64_t seq;     /* free-sequence number of the block */
     uint64_t max;     /* largest total block size in this subtree */
+    struct pa_node *left;
+    struct pa_node *right;
     uint32_t height;  /* AVL height, leaves are 1 */
     uint32_t dlo, dhi; /* pool.c: the block's dirty hull, in 64 KiB units from the arena base */
 } pa_node;
@@ -31,6 +34,7 @@ typedef struct pa_index {
     pa_node *root;
     size_t count;
     int policy;
+    int corrupt;      /* an inconsistency was met (see pa_index_find) */
 } pa_index;
 
 void pa_index_init(pa_index *ix, int policy);
@@ -43,8 +47,9 @@ void pa_index_remove(pa_index *ix, pa_node *n);
  * key must still be readable and `nw`'s block header must hold its size. O(depth), no
  * rebalancing. */
 int pa_index_replace(pa_index *ix, pa_node *old, pa_node *nw);
-/* First node in key order whose block is at least `need` bytes (total size), or NULL. */
-pa_node *pa_index_find(const pa_index *ix, uint64_t need);
+/* First node in key order whose block is at least `need` bytes (total size), or NULL.
+ * Sets ix->corrupt when the subtree maxima contradict the tree. */
+pa_node *pa_index_find(pa_index *ix, uint64_t need);
 /* Largest total block size in the index (0 if empty). */
 static inline uint64_t pa_index_max(const pa_index *ix) { return ix->root ? ix->root->max : 0; }
 /* Verifies order, heights, balance and the max augmentation; 0 if all hold, else a code. */

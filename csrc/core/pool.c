@@ -21,6 +21,12 @@
 #define COMMIT_CHUNK ((size_t)256 << 10)      /* commit granularity */
 #define DEFAULT_TRIM ((size_t)1 << 20)        /* default trim threshold */
 #define PURGE_MIN ((size_t)64 << 10)          /* smallest span worth an madvise */
+#ifndef DIRTY_SHARE
+#define DIRTY_SHARE 2 /* dirty free memory beyond DIRTY_SHARE x used is purged on free... */
+#endif
+#ifndef DIRTY_HULL_MIN
+#define DIRTY_HULL_MIN ((size_t)256 << 10) /* ...a block at a time, from this size up */
+#endif
 #define FIRST_BLOCK (PA_ALIGN - PA_HEADER)    /* offset of the first block's header */
 /* Largest request: leaves room for rounding and alignment slack without overflow. */
 #define MAX_REQUEST (PA_POOL_MAX_CAPACITY)
@@ -38,6 +44,7 @@ struct pa_pool {
     size_t committed;      /* bytes from base that are read/write */
     size_t trim_threshold;
     uint64_t secret;       /* salt of the header check tags */
+    uint64_t dirty;        /* bytes in the dirty hulls of the free blocks (the top aside) */
     uint64_t next_seq;
     pa_index index;
     /* statistics */
@@ -135,6 +142,12 @@ static inline void hull_get(const pa_pool *p, char *b, char **lo, char **hi)
 }
 
 /* Units count from the arena base, so clipping and storing a hull again does not move it. */
+static inline uint64_t hull_bytes(const char *b)
+{
+    const pa_node *n = node_of((char *)b);
+    return (uint64_t)(n->dhi - n->dlo) << HULL_SHIFT;
+}
+
 static inline void hull_set(const pa_pool *p, char *b, uint64_t size, char *lo, char *hi)
 {
     pa_node *n = node_of(b);
@@ -168,15 +181,42 @@ static void make_free(pa_pool *p, char *b, uint64_t size, uint64_t pflag, uint64
         pa_set_footer(b, size);
         pa_set_hdr(next, pa_bsize(next), (pa_hdr(next) & PA_CINUSE), p->secret);
         pa_index_insert(&p->index, n);
+        p->dirty += hull_bytes(b);
     }
     p->free_bytes += size - PA_HEADER;
 }
 
+static pa_corruption_handler corruption_handler;
+
+void pa_set_corruption_handler(pa_corruption_handler h) { corruption_handler = h; }
+
+static void corrupted(const char *what, const void *where)
+{
+    if (corruption_handler)
+        corruption_handler(what, where);
+    errno = EFAULT;
+}
+
 /* The block the policy picks for `need` bytes: the first fit in the index, else the free top
- * if it is large enough. */
-static inline pa_node *find_fit(const pa_pool *p, uint64_t need)
+ * if it is large enough. The block is checked before it is trusted: inside the arena, a free
+ * block's header with the right tag, large enough. */
+static inline pa_node *find_fit(pa_pool *p, uint64_t need)
 {
     pa_node *n = pa_index_find(&p->index, need);
+    if (n) {
+        char *b = block_of(n);
+        uint64_t h;
+        if (b < p->base || b >= p->end || ((uintptr_t)n & (PA_ALIGN - 1)) ||
+            ((h = pa_hdr(b)) & PA_CINUSE) || (h >> PA_TAG_SHIFT) != pa_tag(b, p->secret) ||
+            (h & PA_SIZE_MASK) < need || (h & PA_SIZE_MASK) > (uint64_t)(p->end - b)) {
+            corrupted("corrupted free index", n);
+            return NULL;
+        }
+    } else if (p->index.corrupt) {
+        p->index.corrupt = 0;
+        corrupted("corrupted free index", p->index.root);
+        return NULL;
+    }
     if (!n && top_free(p) && pa_bsize(p->tail) >= need)
         n = node_of(p->tail);
     return n;
@@ -217,8 +257,10 @@ static char *carve(pa_pool *p, char *b, uint64_t size, uint64_t need, uint64_t p
 /* Takes free block n out of the index (the free top is not in it) and the free byte count. */
 static inline void unlink_free(pa_pool *p, pa_node *n)
 {
-    if (block_of(n) != p->tail)
+    if (block_of(n) != p->tail) {
         pa_index_remove(&p->index, n);
+        p->dirty -= hull_bytes(block_of(n));
+    }
     p->free_bytes -= pa_bsize(block_of(n)) - PA_HEADER;
 }
 
@@ -253,7 +295,11 @@ static uint64_t decommit_tail(pa_pool *p, char *b, size_t slack)
  *     threshold is committed past its start, and then down to one threshold of slack;
  *   - inside the arena, a free block is purged when its dirty hull reaches the threshold,
  *     however many frees it took to get there. A block carved and freed again in a cycle
- *     leaves the hull where it was, so the cycle does not purge. */
+ *     leaves the hull where it was, so the cycle does not purge;
+ *   - and when the dirty free memory of the whole pool passes both the threshold and twice
+ *     the bytes in use (a heap that is mostly holes), every free purges its block's hull
+ *     from DIRTY_HULL_MIN up: free memory stays a bounded part of the footprint whatever the
+ *     policy does to the holes (worst fit chops every large hole). */
 static void trim_after_free(pa_pool *p, char *b, uint64_t size)
 {
     if (p->trim_threshold == 0)
@@ -266,9 +312,13 @@ static void trim_after_free(pa_pool *p, char *b, uint64_t size)
     }
     char *lo, *hi;
     hull_get(p, b, &lo, &hi);
-    if (hi > lo && (uint64_t)(hi - lo) >= p->trim_threshold) {
+    uint64_t hb = hi > lo ? (uint64_t)(hi - lo) : 0;
+    if (hb >= p->trim_threshold ||
+        (hb >= DIRTY_HULL_MIN && p->dirty > p->trim_threshold &&
+         p->dirty > DIRTY_SHARE * p->used)) {
         purge_range(p, lo > b + PA_MIN_BLOCK ? lo : b + PA_MIN_BLOCK,
                     hi < b + size - PA_HEADER ? hi : b + size - PA_HEADER);
+        p->dirty -= hull_bytes(b);
         node_of(b)->dlo = node_of(b)->dhi = 0;
     }
 }
@@ -286,6 +336,7 @@ size_t pa_pool_trim(pa_pool *p)
             break;
         }
         released += purge_range(p, b + PA_MIN_BLOCK, b + size - PA_HEADER);
+        p->dirty -= hull_bytes(b);
         node_of(b)->dlo = node_of(b)->dhi = 0;
     }
     unlock(p);
@@ -305,7 +356,8 @@ static void release_block(pa_pool *p, char *b, uint64_t size)
         if (hi > lo)
             dlo = lo;
         unlink_free(p, node_of(prev));
-        b = prev;
+        pa_set_hdr(b, 0, 0, p->secret); /* the stale header now says "freed": a second free */
+        b = prev;                        /* of this pointer is seen as a double free */
         size += psize;
     }
     char *next = b + size;
@@ -315,6 +367,7 @@ static void release_block(pa_pool *p, char *b, uint64_t size)
         if (hi > lo)
             dhi = hi;
         unlink_free(p, node_of(next));
+        pa_set_hdr(next, 0, 0, p->secret);
         size += nsize;
     }
     make_free(p, b, size, PA_PINUSE, p->next_seq++, dlo, dhi);
@@ -436,6 +489,7 @@ static char *carve_in_place(pa_pool *p, char *b, uint64_t size, uint64_t need)
     if (next == p->end) {
         p->tail = r; /* the free top stays out of the index */
     } else {
+        p->dirty += hull_bytes(r) - hull_bytes(b);
         pa_set_footer(r, rest);
         if (pa_index_replace(&p->index, old, nw) != 0) {
             pa_index_remove(&p->index, old); /* reads old's key: its header is intact */
@@ -609,6 +663,7 @@ static void *do_realloc(pa_pool *p, void *ptr, size_t n, size_t *usable)
             char *dlo, *dhi;
             hull_get(p, next, &dlo, &dhi);
             unlink_free(p, nd);
+            *(uint64_t *)next = 0; /* now inside the grown block: no header */
             p->used -= size - PA_HEADER;
             p->live_blocks--;
             carve(p, b, total, need, pflag, seq, dlo, dhi);
@@ -663,6 +718,24 @@ void *pa_pool_realloc_ex(pa_pool *p, void *ptr, size_t n, size_t *usable)
     return do_realloc(p, ptr, n, usable);
 }
 
+int pa_pool_ptr_state(pa_pool *p, const void *ptr)
+{
+    lock(p);
+    int r = PA_PTR_NONE;
+    const char *q = ptr;
+    if (live_block(p, ptr)) {
+        r = PA_PTR_LIVE;
+    } else if (q >= p->base + PA_ALIGN && q < p->end && !((uintptr_t)q & (PA_ALIGN - 1)) &&
+               (size_t)(q - p->base) <= p->committed) {
+        char *b = (char *)q - PA_HEADER;
+        uint64_t h = pa_hdr(b);
+        if (!(h & PA_CINUSE) && (h >> PA_TAG_SHIFT) == pa_tag(b, p->secret))
+            r = PA_PTR_FREE;
+    }
+    unlock(p);
+    return r;
+}
+
 size_t pa_pool_usable_size(pa_pool *p, const void *ptr)
 {
     lock(p);
@@ -687,6 +760,7 @@ int pa_pool_contains(const pa_pool *p, const void *ptr)
 }
 
 void *pa_pool_base(const pa_pool *p) { return p->base; }
+size_t pa_pool_committed(const pa_pool *p) { return p->committed; }
 size_t pa_pool_capacity(const pa_pool *p) { return p->capacity; }
 int pa_pool_policy(const pa_pool *p) { return p->policy; }
 
@@ -782,7 +856,7 @@ static const char *const check_messages[] = {
     "a free block's footer disagrees with its header",
     "the blocks do not end exactly at the arena end, or the tail pointer is stale",
     "free/live block counts disagree with the index or statistics",
-    "byte accounting: used + free + overhead != capacity",
+    "byte accounting: used + free + overhead != capacity, or the dirty total is off",
     "a block lies beyond the committed frontier",
     "free index: keys out of order",
     "free index: wrong height",
@@ -802,7 +876,7 @@ int pa_pool_check(pa_pool *p)
 {
     lock(p);
     int rc = CHK_OK;
-    uint64_t nfree = 0, nlive = 0, free_bytes = 0, used = 0, blocks_total = 0;
+    uint64_t nfree = 0, nlive = 0, free_bytes = 0, used = 0, blocks_total = 0, dirty = 0;
     int prev_free = 0;
     char *b = p->base + FIRST_BLOCK;
     while (b < p->end) {
@@ -832,6 +906,8 @@ int pa_pool_check(pa_pool *p)
             }
             nfree++;
             free_bytes += size - PA_HEADER;
+            if (b != p->tail)
+                dirty += hull_bytes(b);
         } else {
             nlive++;
             used += size - PA_HEADER;
@@ -850,7 +926,8 @@ int pa_pool_check(pa_pool *p)
     if (rc == CHK_OK && (nfree != p->index.count + (size_t)top_free(p) || nlive != p->live_blocks))
         rc = CHK_COUNTS;
     if (rc == CHK_OK && (free_bytes != p->free_bytes || used != p->used ||
-                         blocks_total + FIRST_BLOCK + PA_HEADER != p->capacity))
+                         blocks_total + FIRST_BLOCK + PA_HEADER != p->capacity ||
+                         dirty != p->dirty))
         rc = CHK_BYTES;
     if (rc == CHK_OK) {
         int ic = pa_index_check(&p->index);

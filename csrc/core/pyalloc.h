@@ -119,6 +119,18 @@ int pa_pool_free(pa_pool *pool, void *p);
 void *pa_pool_realloc(pa_pool *pool, void *p, size_t n);
 /* pa_pool_realloc that also stores the usable size of the result in *usable (if not NULL). */
 void *pa_pool_realloc_ex(pa_pool *pool, void *p, size_t n, size_t *usable);
+/* A pool that finds its own structures corrupted (a free block whose header is not one, an
+ * index that contradicts itself; only a write through a dangling or overflowing pointer does
+ * that) fails the operation with EFAULT, after calling the handler set here, if any, with a
+ * description and the address. libpyalloc.so installs one that aborts. Process-wide. */
+typedef void (*pa_corruption_handler)(const char *what, const void *where);
+void pa_set_corruption_handler(pa_corruption_handler handler);
+/* Bytes of the arena currently committed (cheap: one field, no lock; for accounting). */
+size_t pa_pool_committed(const pa_pool *pool);
+/* What ptr is to the pool: PA_PTR_LIVE (a live block), PA_PTR_FREE (the payload of a free
+ * block: freeing it would be a double free), or PA_PTR_NONE (anything else). */
+enum { PA_PTR_NONE = 0, PA_PTR_LIVE = 1, PA_PTR_FREE = 2 };
+int pa_pool_ptr_state(pa_pool *pool, const void *ptr);
 /* Usable size of a live block, 0 if p is not one. */
 size_t pa_pool_usable_size(pa_pool *pool, const void *p);
 /* 1 if p is a live block of this pool, else 0. */

@@ -130,8 +130,7 @@ void *pa_huge_alloc(size_t n, size_t align)
         errno = ENOMEM;
         return NULL;
     }
-    if (pa_g.stats)
-        pa_stats_mapped((int64_t)len);
+    pa_stats_mapped((int64_t)len);
     return p;
 }
 
@@ -147,8 +146,7 @@ size_t pa_huge_free(void *p)
     reg_del(e);
     pthread_mutex_unlock(&hlock);
     munmap(p, len);
-    if (pa_g.stats)
-        pa_stats_mapped(-(int64_t)len);
+    pa_stats_mapped(-(int64_t)len);
     return len;
 }
 
@@ -205,8 +203,7 @@ void *pa_huge_realloc(void *p, size_t n)
         reg_add((uintptr_t)q, len); /* room was made above */
     }
     pthread_mutex_unlock(&hlock);
-    if (pa_g.stats)
-        pa_stats_mapped((int64_t)len - (int64_t)old);
+    pa_stats_mapped((int64_t)len - (int64_t)old);
     return q;
 }
 

@@ -76,13 +76,27 @@ typedef struct pa_bin {
 
 enum { TC_NEW = 0, TC_LIVE = 1, TC_DEAD = 2 };
 
+/* Request counters, always on: each thread counts its own requests in plain words of its
+ * cache (no atomics, no shared cache lines), and malloc_stats() / the exit report add them
+ * up under the registry lock (stats.c). */
+typedef struct pa_tcount {
+    uint64_t mallocs, callocs, reallocs, memaligns, frees;
+    uint64_t bytes_requested;
+    int64_t live;                          /* usable bytes allocated - freed by this thread */
+    uint64_t small_allocs[PA_NCLASSES_MAX];
+    uint64_t medium_allocs, huge_allocs;
+} pa_tcount;
+
 typedef struct pa_tcache {
     pa_bin bins[PA_NCLASSES_MAX];
-    uint8_t fast;            /* thread caches on, no stats/trace: the inline paths apply */
+    uint8_t fast;            /* thread caches on, no trace: the inline paths apply */
     uint8_t state;           /* TC_* */
     uint8_t arena;
     uint8_t in_init;         /* this thread is running the global init */
     uint32_t trace_tid;      /* thread number in the trace, 0 = not yet assigned */
+    pa_tcount cnt;
+    int64_t live_pushed;     /* part of cnt.live already added to the global live figure */
+    struct pa_tcache *reg_next, *reg_prev; /* the registry of live thread caches */
 } pa_tcache;
 
 typedef struct pa_aclass {   /* one size class of one arena */
@@ -111,14 +125,15 @@ typedef struct pa_arena {
 /* ------------------------------------------------------------------------------------------
  * Global state
  * ------------------------------------------------------------------------------------------ */
-enum { CHECK_WARN = 0, CHECK_ABORT = 1, CHECK_QUIET = 2 };
+enum { CHECK_ABORT = 0, CHECK_WARN = 1, CHECK_QUIET = 2 };
 
 typedef struct pa_global {
     _Atomic int ready;             /* 0 none, 1 initializing, 2 ready */
     int policy;
     int tcache;                    /* thread caches on */
     int check;                     /* CHECK_* for invalid pointers */
-    int stats;                     /* 0 off, 1 text on stderr, 2 JSON to stats_path, 3 JSON on stderr */
+    int stats;                     /* exit report: 0 none, 1 text on stderr, 2 JSON to
+                                      stats_path, 3 JSON on stderr (counting is always on) */
     int stats_fd;                  /* a copy of stderr for the report */
     int trace;                     /* recording a trace */
     int narenas;
@@ -127,6 +142,7 @@ typedef struct pa_global {
     int huge_dynamic;
     _Atomic size_t pool_trim;      /* trim threshold for the pools: 2 x mmap threshold */
     uint64_t key;                  /* marks blocks sitting in a cache or a span free list */
+    uintptr_t lkey;                /* secret mixed into every free-list link (safe-linking) */
     uintptr_t small_base;          /* the small-span region */
     size_t small_size;
     pa_span *spans;                /* metadata, one per span of the region */
@@ -150,7 +166,13 @@ extern __thread pa_tcache pa_tc PA_HIDDEN __attribute__((tls_model("initial-exec
 /* preload.c */
 PA_HIDDEN void pa_init_slow(void);
 PA_HIDDEN void pa_thread_init(pa_tcache *t);
-PA_HIDDEN void pa_warn(const char *what, const void *p);
+/* Misuse: `who` is the function ("free"), `error` names what is wrong ("invalid pointer",
+ * "double free"). Aborts with one line on stderr unless PYALLOC_CHECK=warn|quiet. */
+PA_HIDDEN void pa_misuse(const char *who, const char *error, const void *p);
+/* Heap corruption (a free-list link or a header that cannot be right): one line, abort,
+ * whatever PYALLOC_CHECK says. */
+PA_HIDDEN __attribute__((noreturn, cold)) void pa_corrupt(const char *who, const char *error,
+                                                          const void *p);
 PA_HIDDEN void pa_write_err(const char *s);
 PA_HIDDEN void pa_getenv_init(void);
 PA_HIDDEN const char *pa_getenv(const char *name);
@@ -163,7 +185,8 @@ static inline int pa_ready(void)
 /* small.c */
 PA_HIDDEN void pa_small_setup(void);
 PA_HIDDEN void *pa_small_alloc(pa_tcache *t, unsigned cls);   /* NULL: no span space */
-PA_HIDDEN int pa_small_free(pa_tcache *t, void *p);           /* 0 ok, -1 invalid */
+enum { PA_FREE_OK = 0, PA_FREE_INVALID = 1, PA_FREE_DOUBLE = 2 };
+PA_HIDDEN int pa_small_free(pa_tcache *t, void *p);           /* PA_FREE_* */
 PA_HIDDEN size_t pa_small_usable(const void *p);              /* 0 if not a small block */
 PA_HIDDEN void pa_tcache_flush_all(pa_tcache *t);
 PA_HIDDEN void pa_small_lock_all(void);
@@ -172,6 +195,19 @@ PA_HIDDEN size_t pa_small_trim(void);
 PA_HIDDEN void pa_small_counts(uint64_t *spans_in_use, uint64_t *spans_dirty);
 
 static inline unsigned pa_class_of(size_t n) { return pa_g.lut[(n + 15) >> 4]; }
+
+/* Free-list links (thread caches, span free lists, the medium cache) are stored encoded, as
+ * glibc's safe-linking does, with a secret: a use-after-free write or an overflow into a free
+ * block's first word turns into a wild pointer that the checks below reject, instead of a
+ * block handed out at an address of the attacker's choosing. */
+static inline void *pa_enc(void **slot, void *next)
+{
+    return (void *)((uintptr_t)next ^ ((uintptr_t)slot >> 12) ^ pa_g.lkey);
+}
+static inline void **pa_dec(void **slot)
+{
+    return (void **)((uintptr_t)slot[0] ^ ((uintptr_t)slot >> 12) ^ pa_g.lkey);
+}
 static inline int pa_in_small(const void *p)
 {
     return (uintptr_t)p - pa_g.small_base < pa_g.small_size;
@@ -179,6 +215,12 @@ static inline int pa_in_small(const void *p)
 static inline pa_span *pa_span_of(const void *p)
 {
     return &pa_g.spans[((uintptr_t)p - pa_g.small_base) >> PA_SPAN_SHIFT];
+}
+/* A decoded link of a cached small block: NULL, or 16-byte aligned in the small region and
+ * marked free. */
+static inline int pa_small_link_ok(void **nx)
+{
+    return !nx || (pa_in_small(nx) && !((uintptr_t)nx & 15) && nx[1] == (void *)pa_g.key);
 }
 
 /* huge.c */
@@ -192,21 +234,34 @@ PA_HIDDEN void pa_huge_counts(uint64_t *blocks, uint64_t *bytes);
 
 /* stats.c */
 typedef struct pa_gstats {
-    _Atomic uint64_t mallocs, callocs, reallocs, memaligns, frees, invalid, failed;
-    _Atomic uint64_t bytes_requested;
-    _Atomic int64_t live, peak_live;        /* usable bytes of live blocks */
+    _Atomic uint64_t invalid, failed;
+    _Atomic int64_t live, peak_live;        /* usable bytes of live blocks, as pushed by the
+                                               threads at their slow-path calls */
     _Atomic int64_t mapped, peak_mapped;    /* bytes the allocator holds from the kernel */
-    _Atomic uint64_t small_allocs[PA_NCLASSES_MAX];
-    _Atomic uint64_t medium_allocs, huge_allocs;
 } pa_gstats;
 extern pa_gstats pa_st PA_HIDDEN;
 
 enum { OP_MALLOC, OP_CALLOC, OP_REALLOC, OP_MEMALIGN };
-PA_HIDDEN void pa_stats_alloc(int op, size_t request, const void *p, size_t usable);
-PA_HIDDEN void pa_stats_free(size_t usable);
+enum { PA_KIND_SMALL = 1, PA_KIND_POOL = 2, PA_KIND_HUGE = 3, PA_KIND_BOOT = 4 };
+/* Counting from the slow paths; the inline fast paths bump t->cnt themselves. */
+PA_HIDDEN void pa_count_alloc(pa_tcache *t, int op, size_t request, size_t usable, int kind);
+PA_HIDDEN void pa_count_free(pa_tcache *t, size_t usable);
+PA_HIDDEN void pa_stats_register(pa_tcache *t);
+PA_HIDDEN void pa_stats_unregister(pa_tcache *t);
+/* Adds the thread's live-byte change since the last push to the global figure and raises
+ * the peak: called on slow paths, so the peak is sampled every few dozen requests. */
+PA_HIDDEN void pa_stats_push_slow(pa_tcache *t, int64_t d);
+static inline void pa_stats_push(pa_tcache *t)
+{
+    int64_t d = t->cnt.live - t->live_pushed;
+    if (d)
+        pa_stats_push_slow(t, d);
+}
 PA_HIDDEN void pa_stats_mapped(int64_t delta);
 PA_HIDDEN void pa_stats_report(void);
 PA_HIDDEN void pa_stats_report_text_now(void);
+PA_HIDDEN void pa_stats_fork_prepare(void);
+PA_HIDDEN void pa_stats_fork_parent(void);
 PA_HIDDEN void pa_stats_fork_child(void);
 
 /* trace.c */

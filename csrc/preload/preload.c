@@ -6,9 +6,11 @@
  * huge.c). See internal.h for the overview and docs/preload.md for the
  * reasons.
  *
- * Invalid pointers (foreign, interior, double free) are detected and, by default, reported
- * with one line on stderr and otherwise ignored (PYALLOC_CHECK=abort aborts like glibc,
- * PYALLOC_CHECK=quiet only counts them).
+ * Misuse (a free of a pointer that is no block: foreign, interior, unaligned; a double free)
+ * is detected and, by default, stops the program like glibc: one line on stderr naming the
+ * error and the address, then abort(). PYALLOC_CHECK=warn reports it and ignores the call,
+ * PYALLOC_CHECK=quiet only counts it. Heap corruption (a free-list link or a block header
+ * that cannot be right) always aborts.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,7 +30,9 @@
 pa_global pa_g;
 __thread pa_tcache pa_tc __attribute__((tls_model("initial-exec")));
 
-enum { KIND_SMALL = 1, KIND_POOL = 2, KIND_HUGE = 3, KIND_BOOT = 4 };
+#define KIND_SMALL PA_KIND_SMALL
+#define KIND_POOL PA_KIND_POOL
+#define KIND_HUGE PA_KIND_HUGE
 
 /* ------------------------------------------------------------------------------------------
  * Bootstrap heap: serves the (theoretical) allocations made while this thread runs the
@@ -68,26 +72,42 @@ void pa_write_err(const char *s)
     errno = e;
 }
 
-void pa_warn(const char *what, const void *p)
+static void misuse_line(pa_buf *b, const char *who, const char *error, const void *p)
 {
-    if (pa_g.stats)
-        atomic_fetch_add_explicit(&pa_st.invalid, 1, memory_order_relaxed);
+    pa_buf_str(b, "pyalloc: ");
+    pa_buf_str(b, who);
+    pa_buf_str(b, "(): ");
+    pa_buf_str(b, error);
+    pa_buf_str(b, " 0x");
+    pa_buf_hex(b, (uint64_t)(uintptr_t)p);
+}
+
+void pa_corrupt(const char *who, const char *error, const void *p)
+{
+    char mem[200];
+    pa_buf b = {mem, 0, sizeof mem};
+    misuse_line(&b, who, error, p);
+    pa_buf_str(&b, ": heap corrupted, aborting\n");
+    pa_write_all(2, b.p, b.len);
+    abort();
+}
+
+void pa_misuse(const char *who, const char *error, const void *p)
+{
+    atomic_fetch_add_explicit(&pa_st.invalid, 1, memory_order_relaxed);
     if (pa_g.check == CHECK_QUIET)
-        return;
-    int n = atomic_fetch_add(&pa_g.warnings, 1);
-    if (pa_g.check != CHECK_ABORT && n > 10)
         return;
     char mem[200];
     pa_buf b = {mem, 0, sizeof mem};
-    pa_buf_str(&b, "pyalloc: ");
-    pa_buf_str(&b, what);
-    pa_buf_str(&b, "(): invalid pointer 0x");
-    pa_buf_hex(&b, (uint64_t)(uintptr_t)p);
+    misuse_line(&b, who, error, p);
     if (pa_g.check == CHECK_ABORT) {
-        pa_buf_str(&b, " (PYALLOC_CHECK=abort)\n");
+        pa_buf_str(&b, ": aborting (PYALLOC_CHECK=warn to ignore)\n");
         pa_write_all(2, b.p, b.len);
         abort();
     }
+    int n = atomic_fetch_add(&pa_g.warnings, 1);
+    if (n > 10)
+        return;
     pa_buf_str(&b, n == 10 ? " ignored; further warnings suppressed\n" : " ignored\n");
     int e = errno;
     pa_write_all(2, b.p, b.len);
@@ -240,7 +260,7 @@ static void read_config(void)
         else if (!strcmp(v, "quiet"))
             pa_g.check = CHECK_QUIET;
         else
-            config_warn("PYALLOC_CHECK", v, "warn|abort|quiet", "warn");
+            config_warn("PYALLOC_CHECK", v, "abort|warn|quiet", "abort");
     }
     if ((v = pa_getenv("PYALLOC_MMAP_THRESHOLD")) && *v) {
         size_t n;
@@ -296,6 +316,7 @@ static void thread_exit(void *arg)
     pa_tcache *t = arg;
     t->fast = 0;
     pa_tcache_flush_all(t);
+    pa_stats_unregister(t);
     t->state = TC_DEAD;
     atomic_fetch_sub_explicit(&pa_g.arena_threads[t->arena], 1, memory_order_relaxed);
 }
@@ -308,10 +329,12 @@ static void fork_prepare(void)
     for (int a = 0; a < pa_g.narenas; a++)
         pthread_mutex_lock(&pa_g.arenas[a].pool_lock);
     pa_small_lock_all();
+    pa_stats_fork_prepare();
 }
 
 static void fork_parent(void)
 {
+    pa_stats_fork_parent();
     pa_small_unlock_all(0);
     for (int a = pa_g.narenas - 1; a >= 0; a--)
         pthread_mutex_unlock(&pa_g.arenas[a].pool_lock);
@@ -328,8 +351,7 @@ static void fork_child(void)
     pa_huge_unlock(1);
     if (pa_g.trace)
         pa_trace_fork_child();
-    if (pa_g.stats)
-        pa_stats_fork_child();
+    pa_stats_fork_child();
 }
 
 #ifndef PA_MIN_TRIM
@@ -341,6 +363,11 @@ static size_t pool_trim_for(size_t huge_min)
     if (huge_min == SIZE_MAX)
         return (size_t)64 << 20;
     return 2 * huge_min > PA_MIN_TRIM ? 2 * huge_min : PA_MIN_TRIM;
+}
+
+static void pool_corrupted(const char *what, const void *where)
+{
+    pa_corrupt("malloc", what, where);
 }
 
 static int cpu_count(void)
@@ -372,14 +399,19 @@ void pa_init_slow(void)
         pa_g.narenas = n > PA_MAX_ARENAS ? PA_MAX_ARENAS : n;
     }
     uint64_t key = (uint64_t)(uintptr_t)&key * 0x9E3779B97F4A7C15ull;
+    uint64_t lkey = key * 0xD6E8FEB86659FD93ull + 0x2545F4914F6CDD1Dull;
     const unsigned char *rnd = (const unsigned char *)getauxval(AT_RANDOM);
     if (rnd) {
         uint64_t r;
         memcpy(&r, rnd + 8, sizeof r);
         key ^= r;
+        memcpy(&r, rnd, sizeof r);
+        lkey ^= r;
     }
     pa_g.key = key | 1; /* odd: never a valid pointer */
+    pa_g.lkey = (uintptr_t)(lkey | 0x10); /* nonzero: NULL links do not read as NULL */
     pa_g.pool_trim = pool_trim_for(pa_g.huge_min);
+    pa_set_corruption_handler(pool_corrupted);
     for (int a = 0; a < pa_g.narenas; a++)
         pthread_mutex_init(&pa_g.arenas[a].pool_lock, NULL);
     pa_small_setup();
@@ -414,10 +446,11 @@ void pa_thread_init(pa_tcache *t)
     t->arena = (uint8_t)best;
     for (int c = 0; c < pa_g.nclasses; c++)
         t->bins[c].max = pa_g.cls_max[c];
+    pa_stats_register(t);
     t->state = TC_LIVE;
     pthread_setspecific(pa_g.tkey, t); /* thread_exit: flush the cache, release the arena */
     if (pa_g.tcache && pa_g.small_size)
-        t->fast = !pa_g.stats && !pa_g.trace;
+        t->fast = !pa_g.trace;
 }
 
 /* 1 when the heap is up and this thread is set up; 0 when the caller must use the boot heap
@@ -449,14 +482,13 @@ static pa_arena *pool_owner(const void *p)
     return NULL;
 }
 
-/* After a pool operation in stats mode: account for committed-bytes changes. */
-static void pool_note(pa_arena *ar)
+/* After a pool operation (pool lock held): account for committed-bytes changes. */
+static inline void pool_note(pa_arena *ar)
 {
-    pa_stats s;
-    pa_pool_stats(ar->pool, &s);
-    if (s.committed != ar->pool_committed) {
-        pa_stats_mapped((int64_t)s.committed - (int64_t)ar->pool_committed);
-        ar->pool_committed = s.committed;
+    size_t c = pa_pool_committed(ar->pool);
+    if (UNLIKELY(c != ar->pool_committed)) {
+        pa_stats_mapped((int64_t)c - (int64_t)ar->pool_committed);
+        ar->pool_committed = c;
     }
 }
 
@@ -509,17 +541,39 @@ static inline int mclass_floor(size_t usable)
     return mclass_size(c) <= usable ? (int)c : (int)c - 1;
 }
 
+/* A decoded medium-cache link: NULL, or an aligned block of this arena's pool marked free. */
+static inline int mcache_link_ok(const pa_arena *ar, void **nx)
+{
+    return !nx || ((uintptr_t)nx - ar->pool_lo < ar->pool_hi - ar->pool_lo &&
+                   !((uintptr_t)nx & 15) && nx[1] == (void *)pa_g.key);
+}
+
+/* Is q in the medium cache of ar? Pool lock held. */
+static int mcache_holds(pa_arena *ar, void **q)
+{
+    for (int c = 0; c < PA_MCLASSES; c++) {
+        unsigned n = 0;
+        for (void **e = ar->mcache[c]; e && n <= ar->mcount[c]; e = pa_dec(e), n++) {
+            if (e == q)
+                return 1;
+            if (!mcache_link_ok(ar, e))
+                break;
+        }
+    }
+    return 0;
+}
+
 /* Pool lock held: keeps a freed medium block for reuse; 0 if it was not taken. -1 when the
  * block is already in the cache (a double free). */
 static int mcache_put(pa_arena *ar, void *p, size_t usable)
 {
+    void **q = p;
+    if (UNLIKELY(q[1] == (void *)pa_g.key) && mcache_holds(ar, q))
+        return -1;
     int c = usable <= PA_MEDIUM_MAX ? mclass_floor(usable) : -1;
     if (c < 0 || ar->mcount[c] >= PA_MCACHE_COUNT || ar->mcache_bytes + usable > PA_MCACHE_BYTES)
         return 0;
-    void **q = p;
-    if (q[1] == (void *)pa_g.key)
-        return -1;
-    q[0] = ar->mcache[c];
+    q[0] = pa_enc(q, ar->mcache[c]);
     q[1] = (void *)pa_g.key;
     ar->mcache[c] = q;
     ar->mcount[c]++;
@@ -533,7 +587,10 @@ static void mcache_flush(pa_arena *ar)
     for (int c = 0; c < PA_MCLASSES; c++) {
         while (ar->mcache[c]) {
             void **q = ar->mcache[c];
-            ar->mcache[c] = q[0];
+            void **nx = pa_dec(q);
+            if (UNLIKELY(!mcache_link_ok(ar, nx)))
+                pa_corrupt("malloc_trim", "corrupted free list", q);
+            ar->mcache[c] = nx;
             q[1] = NULL;
             pa_pool_free(ar->pool, q);
         }
@@ -553,7 +610,10 @@ static void *pool_alloc_in(pa_arena *ar, size_t n, size_t align, size_t *usable,
     pthread_mutex_lock(&ar->pool_lock);
     if (mc >= 0 && ar->mcache[mc]) {
         void **q = ar->mcache[mc];
-        ar->mcache[mc] = q[0];
+        void **nx = pa_dec(q);
+        if (UNLIKELY(!mcache_link_ok(ar, nx)))
+            pa_corrupt("malloc", "corrupted free list", q);
+        ar->mcache[mc] = nx;
         ar->mcount[mc]--;
         q[1] = NULL;
         size_t u = pa_pool_usable_size(ar->pool, q);
@@ -575,12 +635,8 @@ static void *pool_alloc_in(pa_arena *ar, size_t n, size_t align, size_t *usable,
     }
     if (ar->pool) {
         pool_sync_trim(ar);
-        p = align > PA_ALIGN ? pa_pool_alloc_aligned(ar->pool, n, align)
-                             : pa_pool_alloc(ar->pool, n);
-        if (p && usable)
-            *usable = pa_pool_usable_size(ar->pool, p);
-        if (pa_g.stats)
-            pool_note(ar);
+        p = pa_pool_alloc_ex(ar->pool, n, align > PA_ALIGN ? align : 0, usable);
+        pool_note(ar);
     }
     pthread_mutex_unlock(&ar->pool_lock);
     return p;
@@ -647,7 +703,7 @@ static void *route_alloc(pa_tcache *t, size_t n, size_t align, int *kind, size_t
     return p;
 }
 
-/* 0, or -1 if p is not a live block. *usable gets the freed block's usable size (stats). */
+/* PA_FREE_OK, or why p could not be freed. *usable gets the freed block's usable size. */
 static int route_free(pa_tcache *t, void *p, size_t *usable)
 {
     if (pa_in_small(p)) {
@@ -662,24 +718,26 @@ static int route_free(pa_tcache *t, void *p, size_t *usable)
         if (usable)
             *usable = u;
         pool_sync_trim(ar);
-        int rc = -1;
+        int rc;
         if (u) {
             int cached = pa_g.tcache && u > PA_SMALL_MAX ? mcache_put(ar, p, u) : 0;
-            rc = cached < 0 ? -1 : cached ? 0 : pa_pool_free(ar->pool, p);
+            rc = cached < 0 ? PA_FREE_DOUBLE
+                 : cached || pa_pool_free(ar->pool, p) == 0 ? PA_FREE_OK : PA_FREE_INVALID;
+        } else {
+            rc = pa_pool_ptr_state(ar->pool, p) == PA_PTR_FREE ? PA_FREE_DOUBLE : PA_FREE_INVALID;
         }
-        if (pa_g.stats)
-            pool_note(ar);
+        pool_note(ar);
         pthread_mutex_unlock(&ar->pool_lock);
         return rc;
     }
     if (in_boot(p))
-        return 0; /* never reused */
+        return PA_FREE_OK; /* never reused */
     size_t len = pa_huge_free(p);
     if (usable)
         *usable = len;
     if (len)
         huge_freed(len);
-    return len ? 0 : -1;
+    return len ? PA_FREE_OK : PA_FREE_INVALID;
 }
 
 /* Usable size of a live block, 0 if p is not one. */
@@ -748,8 +806,7 @@ static void *route_realloc(pa_tcache *t, void *p, size_t n, size_t *old_usable,
             if (q)
                 *new_usable = pa_pool_usable_size(ar->pool, q);
         }
-        if (pa_g.stats)
-            pool_note(ar);
+        pool_note(ar);
         pthread_mutex_unlock(&ar->pool_lock);
         if (q)
             return q;
@@ -782,14 +839,12 @@ static void *route_realloc(pa_tcache *t, void *p, size_t n, size_t *old_usable,
 /* ------------------------------------------------------------------------------------------
  * Slow paths of the exported functions
  * ------------------------------------------------------------------------------------------ */
-static void stats_size(size_t n, int kind);
 
 static void *alloc_slow(pa_tcache *t, size_t n, size_t align, int op, int zero)
 {
     if (UNLIKELY(n > PTRDIFF_MAX)) {
         errno = ENOMEM;
-        if (pa_g.stats)
-            atomic_fetch_add_explicit(&pa_st.failed, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&pa_st.failed, 1, memory_order_relaxed);
         return NULL;
     }
     if (UNLIKELY(!ensure(t))) {
@@ -801,7 +856,7 @@ static void *alloc_slow(pa_tcache *t, size_t n, size_t align, int op, int zero)
     size_t usable = 0;
     if (pa_g.trace)
         pa_trace_lock();
-    void *p = route_alloc(t, n, align, &kind, pa_g.stats ? &usable : NULL, 0);
+    void *p = route_alloc(t, n, align, &kind, &usable, 0);
     if (p && zero && kind != KIND_HUGE)
         memset(p, 0, kind == KIND_SMALL ? pa_g.cls_size[pa_class_of(n)] : n);
     if (pa_g.trace) {
@@ -813,27 +868,13 @@ static void *alloc_slow(pa_tcache *t, size_t n, size_t align, int op, int zero)
             pa_trace_malloc(t, n, p);
         pa_trace_unlock();
     }
-    if (pa_g.stats) {
-        if (p) {
-            pa_stats_alloc(op, n, p, usable);
-            stats_size(n, kind);
-        } else {
-            atomic_fetch_add_explicit(&pa_st.failed, 1, memory_order_relaxed);
-        }
-    }
-    if (!p)
+    if (p) {
+        pa_count_alloc(t, op, n, usable, kind);
+    } else {
+        atomic_fetch_add_explicit(&pa_st.failed, 1, memory_order_relaxed);
         errno = ENOMEM;
+    }
     return p;
-}
-
-static void stats_size(size_t n, int kind)
-{
-    if (n <= PA_SMALL_MAX)
-        atomic_fetch_add_explicit(&pa_st.small_allocs[pa_class_of(n)], 1, memory_order_relaxed);
-    else if (kind == KIND_HUGE)
-        atomic_fetch_add_explicit(&pa_st.huge_allocs, 1, memory_order_relaxed);
-    else
-        atomic_fetch_add_explicit(&pa_st.medium_allocs, 1, memory_order_relaxed);
 }
 
 static void free_slow(pa_tcache *t, void *p, const char *who)
@@ -843,7 +884,7 @@ static void free_slow(pa_tcache *t, void *p, const char *who)
     int e = errno;
     if (UNLIKELY(!pa_ready())) {
         if (!in_boot(p))
-            pa_warn(who, p);
+            pa_misuse(who, "invalid pointer", p);
         errno = e;
         return;
     }
@@ -852,16 +893,16 @@ static void free_slow(pa_tcache *t, void *p, const char *who)
     size_t usable = 0;
     if (pa_g.trace)
         pa_trace_lock();
-    int rc = route_free(t, p, pa_g.stats ? &usable : NULL);
+    int rc = route_free(t, p, &usable);
     if (pa_g.trace) {
         if (rc == 0)
             pa_trace_free(t, p);
         pa_trace_unlock();
     }
-    if (rc != 0)
-        pa_warn(who, p);
-    else if (pa_g.stats && !in_boot(p))
-        pa_stats_free(usable);
+    if (rc != PA_FREE_OK)
+        pa_misuse(who, rc == PA_FREE_DOUBLE ? "double free" : "invalid pointer", p);
+    else if (!in_boot(p))
+        pa_count_free(t, usable);
     errno = e;
 }
 
@@ -872,12 +913,20 @@ PA_EXPORT void *malloc(size_t n)
 {
     pa_tcache *t = &pa_tc;
     if (LIKELY(n <= PA_SMALL_MAX && t->fast)) {
-        pa_bin *b = &t->bins[pa_class_of(n)];
+        unsigned c = pa_class_of(n);
+        pa_bin *b = &t->bins[c];
         void **p = b->head;
         if (LIKELY(p != NULL)) {
-            b->head = p[0];
+            void **nx = pa_dec(p);
+            if (UNLIKELY(!pa_small_link_ok(nx)))
+                pa_corrupt("malloc", "corrupted free list", p);
+            b->head = nx;
             b->count--;
             p[1] = NULL;
+            t->cnt.mallocs++;
+            t->cnt.bytes_requested += n;
+            t->cnt.live += pa_g.cls_size[c];
+            t->cnt.small_allocs[c]++;
             return p;
         }
     }
@@ -897,10 +946,12 @@ PA_EXPORT void free(void *p)
             pa_bin *b = &t->bins[c];
             if (LIKELY(idx * pa_g.cls_size[c] == off && idx < s->nblocks &&
                        q[1] != (void *)pa_g.key && b->count < b->max)) {
-                q[0] = b->head;
+                q[0] = pa_enc(q, b->head);
                 q[1] = (void *)pa_g.key;
                 b->head = q;
                 b->count++;
+                t->cnt.frees++;
+                t->cnt.live -= pa_g.cls_size[c];
                 return;
             }
         }
@@ -923,8 +974,15 @@ PA_EXPORT void *calloc(size_t a, size_t b)
         pa_bin *bin = &t->bins[c];
         void **p = bin->head;
         if (LIKELY(p != NULL)) {
-            bin->head = p[0];
+            void **nx = pa_dec(p);
+            if (UNLIKELY(!pa_small_link_ok(nx)))
+                pa_corrupt("calloc", "corrupted free list", p);
+            bin->head = nx;
             bin->count--;
+            t->cnt.callocs++;
+            t->cnt.bytes_requested += n;
+            t->cnt.live += pa_g.cls_size[c];
+            t->cnt.small_allocs[c]++;
             return memset(p, 0, pa_g.cls_size[c]);
         }
     }
@@ -956,8 +1014,11 @@ PA_EXPORT void *realloc(void *p, size_t n)
     /* Fast case: a small block that still fits. */
     if (LIKELY(t->fast && pa_in_small(p))) {
         size_t u = pa_small_usable(p);
-        if (u && n <= u && (n > u / 2 || u <= 32))
+        if (u && n <= u && (n > u / 2 || u <= 32)) {
+            t->cnt.reallocs++;
+            t->cnt.bytes_requested += n;
             return p;
+        }
     }
     size_t old_usable = 0, new_usable = 0;
     int invalid;
@@ -970,20 +1031,20 @@ PA_EXPORT void *realloc(void *p, size_t n)
         pa_trace_unlock();
     }
     if (invalid) {
-        pa_warn("realloc", p);
+        pa_misuse("realloc", "invalid pointer", p);
         errno = EINVAL;
         return NULL;
     }
     if (!q) {
         errno = ENOMEM;
-        if (pa_g.stats)
-            atomic_fetch_add_explicit(&pa_st.failed, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&pa_st.failed, 1, memory_order_relaxed);
         return NULL;
     }
-    if (pa_g.stats) {
-        pa_stats_free(old_usable);
-        pa_stats_alloc(OP_REALLOC, n, q, new_usable);
-    }
+    if (LIKELY(t->state == TC_LIVE))
+        t->cnt.live -= (int64_t)old_usable;
+    else
+        atomic_fetch_sub_explicit(&pa_st.live, (int64_t)old_usable, memory_order_relaxed);
+    pa_count_alloc(t, OP_REALLOC, n, new_usable, 0);
     return q;
 }
 
@@ -1063,13 +1124,13 @@ PA_EXPORT size_t malloc_usable_size(void *p)
     if (!pa_ready()) {
         if (in_boot(p))
             return boot_size(p);
-        pa_warn("malloc_usable_size", p);
+        pa_misuse("malloc_usable_size", "invalid pointer", p);
         return 0;
     }
     (void)t;
     size_t u = route_usable(p);
     if (!u)
-        pa_warn("malloc_usable_size", p);
+        pa_misuse("malloc_usable_size", "invalid pointer", p);
     return u;
 }
 
@@ -1107,6 +1168,7 @@ PA_EXPORT int malloc_trim(size_t pad)
         if (ar->pool) {
             mcache_flush(ar);
             pa_pool_trim(ar->pool);
+            pool_note(ar);
         }
         pthread_mutex_unlock(&ar->pool_lock);
     }

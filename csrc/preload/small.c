@@ -10,9 +10,11 @@
  *
  * Blocks reach a thread in batches (one lock round trip per batch) and go back to their
  * owning arena in batches when a cache bin overflows or the thread exits, whichever thread
- * frees them. A free block holds its next pointer in word 0 and g.key in word 1; word 1 is
- * cleared when the block is handed out, so a free of a block whose word 1 is g.key is a
- * probable double free and gets checked (same scheme as glibc's tcache).
+ * frees them. A free block holds its next pointer in word 0, encoded (pa_enc), and g.key in
+ * word 1; word 1 is cleared when the block is handed out, so a free of a block whose word 1
+ * is g.key is a probable double free and gets checked (same scheme as glibc's tcache), and a
+ * decoded link must point at a block that carries the key (pa_small_link_ok) or the heap is
+ * corrupt and the program stops.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -143,13 +145,11 @@ static pa_span *span_new(pa_arena *ar, int a, unsigned c)
     } else if (ar->clean) {
         s = ar->clean;
         ar->clean = s->next;
-        if (pa_g.stats)
-            pa_stats_mapped((int64_t)PA_SPAN_SIZE);
+        pa_stats_mapped((int64_t)PA_SPAN_SIZE);
     } else if (ar->region_bump + PA_SPAN_SIZE <= ar->region_hi) {
         s = pa_span_of((void *)ar->region_bump);
         ar->region_bump += PA_SPAN_SIZE;
-        if (pa_g.stats)
-            pa_stats_mapped((int64_t)PA_SPAN_SIZE);
+        pa_stats_mapped((int64_t)PA_SPAN_SIZE);
     }
     pthread_mutex_unlock(&ar->span_lock);
     if (!s)
@@ -186,8 +186,7 @@ static void span_release(pa_arena *ar, pa_aclass *ac, pa_span *s)
         s->dirty = 0;
         s->next = ar->clean;
         ar->clean = s;
-        if (pa_g.stats)
-            pa_stats_mapped(-(int64_t)PA_SPAN_SIZE);
+        pa_stats_mapped(-(int64_t)PA_SPAN_SIZE);
     }
     pthread_mutex_unlock(&ar->span_lock);
 }
@@ -195,7 +194,7 @@ static void span_release(pa_arena *ar, pa_aclass *ac, pa_span *s)
 /* Returns block q to span s. Class lock held. */
 static inline void span_push(pa_arena *ar, pa_aclass *ac, pa_span *s, void **q)
 {
-    q[0] = s->free;
+    q[0] = pa_enc(q, s->free);
     q[1] = (void *)pa_g.key;
     s->free = q;
     s->nfree++;
@@ -234,8 +233,12 @@ static uint32_t refill(int a, unsigned c, uint32_t want, void **head)
         }
         while (got < want && s->free) {
             void **q = s->free;
-            s->free = q[0];
-            q[0] = list;
+            void **nx = pa_dec(q);
+            if (UNLIKELY(nx && (pa_span_of(nx) != s || !pa_small_link_ok(nx) ||
+                                ((uintptr_t)nx - (uintptr_t)span_base(s)) % size)))
+                pa_corrupt("malloc", "corrupted free list", q);
+            s->free = nx;
+            q[0] = pa_enc(q, list);
             q[1] = key;
             list = q;
             got++;
@@ -253,7 +256,7 @@ static uint32_t refill(int a, unsigned c, uint32_t want, void **head)
             b += (size_t)(take - 1) * size;
             for (uint32_t i = 0; i < take; i++, b -= size) {
                 void **q = (void **)b;
-                q[0] = list;
+                q[0] = pa_enc(q, list);
                 q[1] = key;
                 list = q;
             }
@@ -271,7 +274,9 @@ static void return_blocks(unsigned c, void **list)
 {
     pa_aclass *locked = NULL;
     while (list) {
-        void **next = list[0];
+        void **next = pa_dec(list);
+        if (UNLIKELY(!pa_small_link_ok(next)))
+            pa_corrupt("free", "corrupted free list", list);
         pa_span *s = pa_span_of(list);
         pa_arena *ar = &pa_g.arenas[s->arena];
         pa_aclass *ac = &ar->cls[c];
@@ -300,10 +305,13 @@ static void bin_flush(pa_tcache *t, unsigned c, uint32_t keep)
         b->head = NULL;
     } else {
         void **q = b->head;
-        for (uint32_t i = 1; i < keep; i++)
-            q = q[0];
-        cut = q[0];
-        q[0] = NULL;
+        for (uint32_t i = 1; i < keep; i++) {
+            q = pa_dec(q);
+            if (UNLIKELY(!q || !pa_small_link_ok(q)))
+                pa_corrupt("free", "corrupted free list", q);
+        }
+        cut = pa_dec(q);
+        q[0] = pa_enc(q, NULL);
     }
     b->count = keep;
     return_blocks(c, cut);
@@ -322,7 +330,10 @@ void *pa_small_alloc(pa_tcache *t, unsigned c)
     pa_bin *b = &t->bins[c];
     void **p = b->head;
     if (p) {
-        b->head = p[0];
+        void **nx = pa_dec(p);
+        if (UNLIKELY(!pa_small_link_ok(nx)))
+            pa_corrupt("malloc", "corrupted free list", p);
+        b->head = nx;
         b->count--;
         p[1] = NULL;
         return p;
@@ -333,7 +344,7 @@ void *pa_small_alloc(pa_tcache *t, unsigned c)
     if (!got)
         return NULL;
     p = list;
-    b->head = p[0];
+    b->head = pa_dec(p);
     b->count = got - 1;
     p[1] = NULL;
     return p;
@@ -358,17 +369,20 @@ static inline int block_class(const void *p)
  * glibc's tcache does. */
 static int is_known_free(pa_tcache *t, unsigned c, void **q)
 {
-    if (t->state == TC_LIVE)
-        for (void **e = t->bins[c].head; e; e = e[0])
+    if (t->state == TC_LIVE) {
+        uint32_t n = 0;
+        for (void **e = t->bins[c].head; e && pa_small_link_ok(e) && n <= t->bins[c].count;
+             e = pa_dec(e), n++)
             if (e == q)
                 return 1;
+    }
     pa_span *s = pa_span_of(q);
     pa_aclass *ac = &pa_g.arenas[s->arena].cls[c];
     int found = 0;
     pthread_mutex_lock(&ac->lock);
     if (s->cls == c) {
         uint32_t n = 0;
-        for (void **e = s->free; e && n <= s->nblocks; e = e[0], n++)
+        for (void **e = s->free; e && pa_small_link_ok(e) && n <= s->nblocks; e = pa_dec(e), n++)
             if (e == q) {
                 found = 1;
                 break;
@@ -382,22 +396,23 @@ int pa_small_free(pa_tcache *t, void *p)
 {
     int c = block_class(p);
     if (c < 0)
-        return -1;
+        return PA_FREE_INVALID;
     void **q = p;
     if (UNLIKELY(q[1] == (void *)pa_g.key) && is_known_free(t, (unsigned)c, q))
-        return -1;
+        return PA_FREE_DOUBLE;
     if (t->state == TC_LIVE) {
         pa_bin *b = &t->bins[c];
-        q[0] = b->head;
+        q[0] = pa_enc(q, b->head);
         q[1] = (void *)pa_g.key;
         b->head = q;
         if (++b->count > b->max)
             bin_flush(t, (unsigned)c, b->max / 2);
-        return 0;
+        return PA_FREE_OK;
     }
-    q[0] = NULL;
+    q[0] = pa_enc(q, NULL);
+    q[1] = (void *)pa_g.key;
     return_blocks((unsigned)c, q);
-    return 0;
+    return PA_FREE_OK;
 }
 
 size_t pa_small_usable(const void *p)
@@ -448,8 +463,7 @@ size_t pa_small_trim(void)
             s->next = ar->clean;
             ar->clean = s;
             released += PA_SPAN_SIZE;
-            if (pa_g.stats)
-                pa_stats_mapped(-(int64_t)PA_SPAN_SIZE);
+            pa_stats_mapped(-(int64_t)PA_SPAN_SIZE);
         }
         pthread_mutex_unlock(&ar->span_lock);
     }

@@ -1,10 +1,16 @@
-/* stats.c - statistics of libpyalloc.so (PYALLOC_STATS) and small formatting helpers.
+/* stats.c - statistics of libpyalloc.so (malloc_stats, PYALLOC_STATS) and small formatting
+ * helpers.
  *
- * Counting is exact and global (relaxed atomics), done only when PYALLOC_STATS is set: the
- * thread-cache fast paths are switched off then, so every request passes through here.
- *   live         usable bytes of live blocks (size class size, pool block size, mapping size)
+ * Counting is always on and costs a few plain additions per request: every thread counts its
+ * own requests in its cache (pa_tcount), the fast paths included; the registry of live
+ * thread caches lets a report add them up, and a thread that exits folds its counts into
+ * `retired`. The readers' loads race benignly with the owners' stores (aligned 64-bit words).
+ *   live         usable bytes of live blocks (size class size, pool block size, mapping size):
+ *                exact at any report; its peak is sampled when a thread takes a slow path
+ *                (a cache refill or flush, a medium or huge request: every few dozen
+ *                requests at most), so it can miss a short peak by a few cached blocks
  *   mapped       bytes taken from the kernel and not given back: spans in use or kept empty,
- *                committed pool bytes, huge mappings
+ *                committed pool bytes, huge mappings (exact, with its peak)
  * Output needs no malloc and no stdio: it runs at exit.
  */
 #define _GNU_SOURCE
@@ -16,6 +22,72 @@
 #include "internal.h"
 
 pa_gstats pa_st;
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static pa_tcache *reg_head;
+static pa_tcount retired; /* counts of exited threads (and of threads past their exit) */
+
+#define RD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
+void pa_stats_register(pa_tcache *t)
+{
+    pthread_mutex_lock(&reg_lock);
+    t->reg_prev = NULL;
+    t->reg_next = reg_head;
+    if (reg_head)
+        reg_head->reg_prev = t;
+    reg_head = t;
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static void fold(pa_tcount *into, const pa_tcount *c)
+{
+    into->mallocs += RD(c->mallocs);
+    into->callocs += RD(c->callocs);
+    into->reallocs += RD(c->reallocs);
+    into->memaligns += RD(c->memaligns);
+    into->frees += RD(c->frees);
+    into->bytes_requested += RD(c->bytes_requested);
+    into->live += RD(c->live);
+    for (int i = 0; i < PA_NCLASSES_MAX; i++)
+        into->small_allocs[i] += RD(c->small_allocs[i]);
+    into->medium_allocs += RD(c->medium_allocs);
+    into->huge_allocs += RD(c->huge_allocs);
+}
+
+void pa_stats_unregister(pa_tcache *t)
+{
+    pa_stats_push(t);
+    pthread_mutex_lock(&reg_lock);
+    if (t->reg_prev)
+        t->reg_prev->reg_next = t->reg_next;
+    else if (reg_head == t)
+        reg_head = t->reg_next;
+    if (t->reg_next)
+        t->reg_next->reg_prev = t->reg_prev;
+    t->reg_next = t->reg_prev = NULL;
+    pa_tcount c = t->cnt;
+    c.live = 0; /* already pushed */
+    fold(&retired, &c);
+    memset(&t->cnt, 0, sizeof t->cnt);
+    t->live_pushed = 0;
+    pthread_mutex_unlock(&reg_lock);
+}
+
+/* Every thread's counts added up; *unpushed gets the live bytes not yet pushed. */
+static void sum_counts(pa_tcount *out, int64_t *unpushed)
+{
+    memset(out, 0, sizeof *out);
+    int64_t u = 0;
+    pthread_mutex_lock(&reg_lock);
+    fold(out, &retired);
+    for (pa_tcache *t = reg_head; t; t = t->reg_next) {
+        fold(out, &t->cnt);
+        u += RD(t->cnt.live) - RD(t->live_pushed);
+    }
+    pthread_mutex_unlock(&reg_lock);
+    *unpushed = u;
+}
 
 /* ---------------------------------------------------------------------------------------- */
 
@@ -133,32 +205,66 @@ static inline void raise_peak(_Atomic int64_t *peak, int64_t v)
         ;
 }
 
-void pa_stats_alloc(int op, size_t request, const void *p, size_t usable)
+void pa_stats_push_slow(pa_tcache *t, int64_t d)
 {
-    (void)p;
-    switch (op) {
-    case OP_MALLOC:
-        atomic_fetch_add_explicit(&pa_st.mallocs, 1, memory_order_relaxed);
-        break;
-    case OP_CALLOC:
-        atomic_fetch_add_explicit(&pa_st.callocs, 1, memory_order_relaxed);
-        break;
-    case OP_REALLOC:
-        atomic_fetch_add_explicit(&pa_st.reallocs, 1, memory_order_relaxed);
-        break;
-    default:
-        atomic_fetch_add_explicit(&pa_st.memaligns, 1, memory_order_relaxed);
-        break;
-    }
-    atomic_fetch_add_explicit(&pa_st.bytes_requested, request, memory_order_relaxed);
-    int64_t live = atomic_fetch_add_explicit(&pa_st.live, (int64_t)usable, memory_order_relaxed) +
-                   (int64_t)usable;
+    t->live_pushed += d;
+    int64_t live = atomic_fetch_add_explicit(&pa_st.live, d, memory_order_relaxed) + d;
     raise_peak(&pa_st.peak_live, live);
 }
 
-void pa_stats_free(size_t usable)
+static void count_into(pa_tcount *c, int op, size_t request, size_t usable, int kind)
 {
-    atomic_fetch_add_explicit(&pa_st.frees, 1, memory_order_relaxed);
+    switch (op) {
+    case OP_MALLOC:
+        c->mallocs++;
+        break;
+    case OP_CALLOC:
+        c->callocs++;
+        break;
+    case OP_REALLOC:
+        c->reallocs++;
+        break;
+    default:
+        c->memaligns++;
+        break;
+    }
+    c->bytes_requested += request;
+    c->live += (int64_t)usable;
+    if (op == OP_REALLOC)
+        return; /* the size histogram counts new blocks only */
+    if (request <= PA_SMALL_MAX)
+        c->small_allocs[pa_class_of(request)]++;
+    else if (kind == PA_KIND_HUGE)
+        c->huge_allocs++;
+    else
+        c->medium_allocs++;
+}
+
+void pa_count_alloc(pa_tcache *t, int op, size_t request, size_t usable, int kind)
+{
+    if (LIKELY(t->state == TC_LIVE)) {
+        count_into(&t->cnt, op, request, usable, kind);
+        pa_stats_push(t);
+        return;
+    }
+    pthread_mutex_lock(&reg_lock);
+    count_into(&retired, op, request, 0, kind);
+    pthread_mutex_unlock(&reg_lock);
+    int64_t live = atomic_fetch_add_explicit(&pa_st.live, (int64_t)usable, memory_order_relaxed);
+    raise_peak(&pa_st.peak_live, live + (int64_t)usable);
+}
+
+void pa_count_free(pa_tcache *t, size_t usable)
+{
+    if (LIKELY(t->state == TC_LIVE)) {
+        t->cnt.frees++;
+        t->cnt.live -= (int64_t)usable;
+        pa_stats_push(t);
+        return;
+    }
+    pthread_mutex_lock(&reg_lock);
+    retired.frees++;
+    pthread_mutex_unlock(&reg_lock);
     atomic_fetch_sub_explicit(&pa_st.live, (int64_t)usable, memory_order_relaxed);
 }
 
@@ -168,24 +274,31 @@ void pa_stats_mapped(int64_t delta)
     raise_peak(&pa_st.peak_mapped, m);
 }
 
+void pa_stats_fork_prepare(void) { pthread_mutex_lock(&reg_lock); }
+void pa_stats_fork_parent(void) { pthread_mutex_unlock(&reg_lock); }
+
 void pa_stats_fork_child(void)
 {
     /* The child's report covers the child's own requests; live and mapped bytes carry over
-     * (the child's heap is a copy of the parent's). */
-    atomic_store(&pa_st.mallocs, 0);
-    atomic_store(&pa_st.callocs, 0);
-    atomic_store(&pa_st.reallocs, 0);
-    atomic_store(&pa_st.memaligns, 0);
-    atomic_store(&pa_st.frees, 0);
+     * (the child's heap is a copy of the parent's). Only the forking thread lives on. */
+    pthread_mutex_init(&reg_lock, NULL);
+    int64_t live = atomic_load(&pa_st.live);
+    for (pa_tcache *t = reg_head; t; t = t->reg_next)
+        live += t->cnt.live - t->live_pushed;
+    memset(&retired, 0, sizeof retired);
+    pa_tcache *me = &pa_tc;
+    reg_head = NULL;
+    if (me->state == TC_LIVE) {
+        memset(&me->cnt, 0, sizeof me->cnt);
+        me->live_pushed = 0;
+        me->reg_next = me->reg_prev = NULL;
+        reg_head = me;
+    }
+    atomic_store(&pa_st.live, live);
     atomic_store(&pa_st.invalid, 0);
     atomic_store(&pa_st.failed, 0);
-    atomic_store(&pa_st.bytes_requested, 0);
-    atomic_store(&pa_st.peak_live, atomic_load(&pa_st.live));
+    atomic_store(&pa_st.peak_live, live);
     atomic_store(&pa_st.peak_mapped, atomic_load(&pa_st.mapped));
-    for (int i = 0; i < PA_NCLASSES_MAX; i++)
-        atomic_store(&pa_st.small_allocs[i], 0);
-    atomic_store(&pa_st.medium_allocs, 0);
-    atomic_store(&pa_st.huge_allocs, 0);
 }
 
 /* Peak resident set size (VmHWM) in bytes, 0 if unknown. */
@@ -244,10 +357,28 @@ static void snap_pools(pool_snap *out)
 
 #define U(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
+/* The figures a report prints. */
+typedef struct {
+    pa_tcount c;
+    int64_t live, peak_live;
+} counts;
+
+static void get_counts(counts *k)
+{
+    int64_t unpushed;
+    sum_counts(&k->c, &unpushed);
+    k->live = U(pa_st.live) + unpushed;
+    k->peak_live = U(pa_st.peak_live);
+    if (k->live > k->peak_live)
+        k->peak_live = k->live;
+}
+
 static void report_text(int fd)
 {
     static char mem[8192];
     pa_buf b = {mem, 0, sizeof mem};
+    counts k;
+    get_counts(&k);
     pool_snap pools[PA_MAX_ARENAS];
     snap_pools(pools);
     uint64_t hb, hbytes, spans, dirty;
@@ -269,15 +400,15 @@ static void report_text(int fd)
     pa_buf_str(&b, "\n");
     pa_buf_str(&b, pre);
     pa_buf_str(&b, "requests: malloc ");
-    pa_buf_u64(&b, U(pa_st.mallocs));
+    pa_buf_u64(&b, k.c.mallocs);
     pa_buf_str(&b, ", calloc ");
-    pa_buf_u64(&b, U(pa_st.callocs));
+    pa_buf_u64(&b, k.c.callocs);
     pa_buf_str(&b, ", realloc ");
-    pa_buf_u64(&b, U(pa_st.reallocs));
+    pa_buf_u64(&b, k.c.reallocs);
     pa_buf_str(&b, ", memalign ");
-    pa_buf_u64(&b, U(pa_st.memaligns));
+    pa_buf_u64(&b, k.c.memaligns);
     pa_buf_str(&b, ", free ");
-    pa_buf_u64(&b, U(pa_st.frees));
+    pa_buf_u64(&b, k.c.frees);
     pa_buf_str(&b, ", failed ");
     pa_buf_u64(&b, U(pa_st.failed));
     pa_buf_str(&b, ", invalid ");
@@ -285,25 +416,25 @@ static void report_text(int fd)
     pa_buf_str(&b, "\n");
     pa_buf_str(&b, pre);
     pa_buf_str(&b, "bytes: requested ");
-    pa_buf_u64(&b, U(pa_st.bytes_requested));
+    pa_buf_u64(&b, k.c.bytes_requested);
     pa_buf_str(&b, ", live ");
-    pa_buf_i64(&b, U(pa_st.live));
+    pa_buf_i64(&b, k.live);
     pa_buf_str(&b, ", peak live ");
-    pa_buf_i64(&b, U(pa_st.peak_live));
+    pa_buf_i64(&b, k.peak_live);
     pa_buf_str(&b, ", mapped ");
     pa_buf_i64(&b, U(pa_st.mapped));
     pa_buf_str(&b, ", peak mapped ");
     pa_buf_i64(&b, U(pa_st.peak_mapped));
     pa_buf_str(&b, ", peak rss ");
     pa_buf_u64(&b, peak_rss());
-    int64_t pl = U(pa_st.peak_live), pm = U(pa_st.peak_mapped);
+    int64_t pl = k.peak_live, pm = U(pa_st.peak_mapped);
     pa_buf_str(&b, ", peak mapped/peak live ");
     pa_buf_f(&b, pl > 0 ? (double)pm / (double)pl : 0.0, 3);
     pa_buf_str(&b, "\n");
     pa_buf_str(&b, pre);
     pa_buf_str(&b, "size classes (requests):");
     for (int c = 0; c < pa_g.nclasses; c++) {
-        uint64_t n = U(pa_st.small_allocs[c]);
+        uint64_t n = k.c.small_allocs[c];
         if (!n)
             continue;
         pa_buf_str(&b, " ");
@@ -312,9 +443,9 @@ static void report_text(int fd)
         pa_buf_u64(&b, n);
     }
     pa_buf_str(&b, "; medium ");
-    pa_buf_u64(&b, U(pa_st.medium_allocs));
+    pa_buf_u64(&b, k.c.medium_allocs);
     pa_buf_str(&b, "; huge ");
-    pa_buf_u64(&b, U(pa_st.huge_allocs));
+    pa_buf_u64(&b, k.c.huge_allocs);
     pa_buf_str(&b, "\n");
     pa_buf_str(&b, pre);
     pa_buf_str(&b, "spans in use ");
@@ -361,12 +492,14 @@ static void report_json(int fd)
 {
     static char mem[16384];
     pa_buf b = {mem, 0, sizeof mem};
+    counts k;
+    get_counts(&k);
     pool_snap pools[PA_MAX_ARENAS];
     snap_pools(pools);
     uint64_t hb, hbytes, spans, dirty;
     pa_huge_counts(&hb, &hbytes);
     pa_small_counts(&spans, &dirty);
-    int64_t live = U(pa_st.live), pl = U(pa_st.peak_live);
+    int64_t live = k.live, pl = k.peak_live;
     int64_t mapped = U(pa_st.mapped), pm = U(pa_st.peak_mapped);
     pa_buf_str(&b, "{\"pyalloc\": 1, ");
     json_kv(&b, "pid", (uint64_t)getpid(), 1);
@@ -379,15 +512,15 @@ static void report_json(int fd)
     json_kv(&b, "small_max", PA_SMALL_MAX, 1);
     json_kv(&b, "mmap_threshold", pa_g.huge_min == SIZE_MAX ? 0 : pa_g.huge_min, 1);
     pa_buf_str(&b, "\"requests\": {");
-    json_kv(&b, "malloc", U(pa_st.mallocs), 1);
-    json_kv(&b, "calloc", U(pa_st.callocs), 1);
-    json_kv(&b, "realloc", U(pa_st.reallocs), 1);
-    json_kv(&b, "memalign", U(pa_st.memaligns), 1);
-    json_kv(&b, "free", U(pa_st.frees), 1);
+    json_kv(&b, "malloc", k.c.mallocs, 1);
+    json_kv(&b, "calloc", k.c.callocs, 1);
+    json_kv(&b, "realloc", k.c.reallocs, 1);
+    json_kv(&b, "memalign", k.c.memaligns, 1);
+    json_kv(&b, "free", k.c.frees, 1);
     json_kv(&b, "failed", U(pa_st.failed), 1);
     json_kv(&b, "invalid", U(pa_st.invalid), 0);
     pa_buf_str(&b, "}, ");
-    json_kv(&b, "bytes_requested", U(pa_st.bytes_requested), 1);
+    json_kv(&b, "bytes_requested", k.c.bytes_requested, 1);
     json_kv(&b, "live_bytes", live > 0 ? (uint64_t)live : 0, 1);
     json_kv(&b, "peak_live_bytes", pl > 0 ? (uint64_t)pl : 0, 1);
     json_kv(&b, "mapped_bytes", mapped > 0 ? (uint64_t)mapped : 0, 1);
@@ -399,12 +532,12 @@ static void report_json(int fd)
     for (int c = 0; c < pa_g.nclasses; c++) {
         pa_buf_str(&b, c ? ", {" : "{");
         json_kv(&b, "size", pa_g.cls_size[c], 1);
-        json_kv(&b, "requests", U(pa_st.small_allocs[c]), 0);
+        json_kv(&b, "requests", k.c.small_allocs[c], 0);
         pa_buf_str(&b, "}");
     }
     pa_buf_str(&b, "], ");
-    json_kv(&b, "medium_requests", U(pa_st.medium_allocs), 1);
-    json_kv(&b, "huge_requests", U(pa_st.huge_allocs), 1);
+    json_kv(&b, "medium_requests", k.c.medium_allocs, 1);
+    json_kv(&b, "huge_requests", k.c.huge_allocs, 1);
     pa_buf_str(&b, "\"spans\": {");
     json_kv(&b, "in_use", spans, 1);
     json_kv(&b, "empty_kept", dirty, 1);

@@ -198,7 +198,7 @@ def invalid_free_exe(cc, tmp_path_factory):
 
 
 def test_invalid_free_warns(libpyalloc, invalid_free_exe):
-    res = run([invalid_free_exe], config_env(None, None))
+    res = run([invalid_free_exe], config_env(None, None, PYALLOC_CHECK="warn"))
     assert res.returncode == 0
     assert len(_warnings(res.stderr)) == 2
 
@@ -208,10 +208,14 @@ def test_invalid_free_quiet(libpyalloc, invalid_free_exe):
     assert res.returncode == 0 and res.stderr == b""
 
 
-def test_invalid_free_abort(libpyalloc, invalid_free_exe):
-    res = run([invalid_free_exe], config_env(None, None, PYALLOC_CHECK="abort"))
+@pytest.mark.parametrize("check", [None, "abort"], ids=["default", "abort"])
+def test_invalid_free_abort(libpyalloc, invalid_free_exe, check):
+    env = config_env(None, None) if check is None else config_env(None, None, PYALLOC_CHECK=check)
+    res = run([invalid_free_exe], env)
     assert res.returncode == -signal.SIGABRT
-    assert b"PYALLOC_CHECK=abort" in res.stderr
+    line = res.stderr.decode().strip()
+    assert line.startswith("pyalloc: free(): invalid pointer 0x"), line
+    assert line.endswith("aborting (PYALLOC_CHECK=warn to ignore)") and "\n" not in line
 
 
 def test_mmap_threshold_setting(libpyalloc, tmp_path):
@@ -272,7 +276,9 @@ def test_double_free_of_a_medium_block_is_caught(libpyalloc, cc, tmp_path, tcach
     src.write_text(DOUBLE_FREE_MEDIUM)
     exe = tmp_path / "df"
     subprocess.run([cc, "-O0", "-fno-builtin", "-w", "-o", str(exe), str(src)], check=True)
-    res = run([str(exe)], config_env("best", tcache))
+    res = run([str(exe)], config_env("best", tcache, PYALLOC_CHECK="warn"))
     assert res.returncode == 0
     assert res.stdout.strip() == b"distinct"  # the block was not handed out twice
     assert len(_warnings(res.stderr)) == 1
+    res = run([str(exe)], config_env("best", tcache))
+    assert res.returncode == -signal.SIGABRT and b"double free" in res.stderr
