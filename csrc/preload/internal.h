@@ -216,8 +216,14 @@ static inline pa_span *pa_span_of(const void *p)
 {
     return &pa_g.spans[((uintptr_t)p - pa_g.small_base) >> PA_SPAN_SHIFT];
 }
-/* A decoded link of a cached small block: NULL, or 16-byte aligned in the small region and
- * marked free. */
+/* The check of the inline pop: NULL, or 16-byte aligned inside the small region. With the
+ * secret in the encoding, a value written into a free block decodes to a random address,
+ * which lands there with a chance of about 2^-21 (region) x 1/16 (alignment). */
+static inline int pa_small_link_fast(void **nx)
+{
+    return !nx || (pa_in_small(nx) && !((uintptr_t)nx & 15));
+}
+/* The full check of the slower paths: also marked free. */
 static inline int pa_small_link_ok(void **nx)
 {
     return !nx || (pa_in_small(nx) && !((uintptr_t)nx & 15) && nx[1] == (void *)pa_g.key);
@@ -249,12 +255,14 @@ PA_HIDDEN void pa_count_free(pa_tcache *t, size_t usable);
 PA_HIDDEN void pa_stats_register(pa_tcache *t);
 PA_HIDDEN void pa_stats_unregister(pa_tcache *t);
 /* Adds the thread's live-byte change since the last push to the global figure and raises
- * the peak: called on slow paths, so the peak is sampled every few dozen requests. */
+ * the peak, once the change passes 64 KiB: called on slow paths, so the peak is sampled
+ * every few dozen requests and misses at most 64 KiB per thread. */
+#define PA_PUSH_BYTES ((int64_t)64 << 10)
 PA_HIDDEN void pa_stats_push_slow(pa_tcache *t, int64_t d);
 static inline void pa_stats_push(pa_tcache *t)
 {
     int64_t d = t->cnt.live - t->live_pushed;
-    if (d)
+    if (UNLIKELY(d > PA_PUSH_BYTES || d < -PA_PUSH_BYTES))
         pa_stats_push_slow(t, d);
 }
 PA_HIDDEN void pa_stats_mapped(int64_t delta);

@@ -918,7 +918,7 @@ PA_EXPORT void *malloc(size_t n)
         void **p = b->head;
         if (LIKELY(p != NULL)) {
             void **nx = pa_dec(p);
-            if (UNLIKELY(!pa_small_link_ok(nx)))
+            if (UNLIKELY(!pa_small_link_fast(nx)))
                 pa_corrupt("malloc", "corrupted free list", p);
             b->head = nx;
             b->count--;
@@ -975,7 +975,7 @@ PA_EXPORT void *calloc(size_t a, size_t b)
         void **p = bin->head;
         if (LIKELY(p != NULL)) {
             void **nx = pa_dec(p);
-            if (UNLIKELY(!pa_small_link_ok(nx)))
+            if (UNLIKELY(!pa_small_link_fast(nx)))
                 pa_corrupt("calloc", "corrupted free list", p);
             bin->head = nx;
             bin->count--;

@@ -234,8 +234,10 @@ static uint32_t refill(int a, unsigned c, uint32_t want, void **head)
         while (got < want && s->free) {
             void **q = s->free;
             void **nx = pa_dec(q);
+            uint32_t off = (uint32_t)((uintptr_t)nx & (PA_SPAN_SIZE - 1));
             if (UNLIKELY(nx && (pa_span_of(nx) != s || !pa_small_link_ok(nx) ||
-                                ((uintptr_t)nx - (uintptr_t)span_base(s)) % size)))
+                                (uint32_t)(((uint64_t)off * pa_g.cls_magic[c]) >> 32) * size !=
+                                    off)))
                 pa_corrupt("malloc", "corrupted free list", q);
             s->free = nx;
             q[0] = pa_enc(q, list);

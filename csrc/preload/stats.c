@@ -8,7 +8,8 @@
  *   live         usable bytes of live blocks (size class size, pool block size, mapping size):
  *                exact at any report; its peak is sampled when a thread takes a slow path
  *                (a cache refill or flush, a medium or huge request: every few dozen
- *                requests at most), so it can miss a short peak by a few cached blocks
+ *                requests at most) once the thread's change passes 64 KiB, so it can
+ *                miss a short peak by up to 64 KiB per thread
  *   mapped       bytes taken from the kernel and not given back: spans in use or kept empty,
  *                committed pool bytes, huge mappings (exact, with its peak)
  * Output needs no malloc and no stdio: it runs at exit.
@@ -57,7 +58,8 @@ static void fold(pa_tcount *into, const pa_tcount *c)
 
 void pa_stats_unregister(pa_tcache *t)
 {
-    pa_stats_push(t);
+    if (t->cnt.live != t->live_pushed)
+        pa_stats_push_slow(t, t->cnt.live - t->live_pushed);
     pthread_mutex_lock(&reg_lock);
     if (t->reg_prev)
         t->reg_prev->reg_next = t->reg_next;

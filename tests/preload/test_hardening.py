@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
 
 import pytest
 from conftest import CONFIG_IDS, CONFIGS, config_env, plain_env, run
@@ -115,3 +116,33 @@ def test_warn_mode_ignores_bad_pointers_but_not_corruption(misuse_exe, libpyallo
 def test_quiet_mode_is_silent(misuse_exe, libpyalloc):
     res = run([misuse_exe, "free_global"], config_env(None, None, PYALLOC_CHECK="quiet"))
     assert res.returncode == 0 and res.stderr == b""
+
+
+MALLOC_STATS_PROG = r"""
+#include <malloc.h>
+#include <stdlib.h>
+int main(void) {
+    void *volatile keep[1000];
+    for (int i = 0; i < 1000; i++) keep[i] = malloc(100);
+    for (int i = 0; i < 500; i++) free(keep[i]);
+    malloc_stats();
+    return 0;
+}
+"""
+
+
+def test_malloc_stats_counts_without_pyalloc_stats(libpyalloc, cc, tmp_path):
+    """Counting is always on: malloc_stats() reports the requests of a program run with the
+    fast paths (no PYALLOC_STATS)."""
+    src = tmp_path / "ms.c"
+    src.write_text(MALLOC_STATS_PROG)
+    exe = tmp_path / "ms"
+    subprocess.run([cc, "-O1", "-fno-builtin", "-o", str(exe), str(src)], check=True)
+    res = run([str(exe)], config_env(None, None))
+    assert res.returncode == 0
+    text = res.stderr.decode()
+    m = re.search(r"requests: malloc (\d+), calloc \d+, realloc \d+, memalign \d+, free (\d+)",
+                  text)
+    assert m and int(m.group(1)) >= 1000 and int(m.group(2)) >= 500, text
+    live = re.search(r"live (\d+)", text)
+    assert live and int(live.group(1)) >= 500 * 112, text
