@@ -38,11 +38,13 @@
 #endif
 #define PA_SPAN_SIZE ((size_t)1 << PA_SPAN_SHIFT)
 #define PA_MAX_ARENAS 16
-#define PA_DEFAULT_HUGE ((size_t)1 << 20)   /* initial mmap threshold */
+#define PA_DEFAULT_HUGE ((size_t)128 << 10) /* initial mmap threshold (glibc's) */
 #define PA_HUGE_DYN_MAX ((size_t)32 << 20)  /* the dynamic threshold stops here (glibc's) */
 #define PA_POOL_CAPACITY ((size_t)1 << 38)  /* address space reserved per arena pool (256 GiB) */
 #define PA_REGION_SLICE ((size_t)1 << 34)   /* small-span address space per arena (16 GiB) */
 #define PA_CLS_NONE 0xFF
+#define PA_REGION_CHUNK ((size_t)256 << 10) /* the small region is made writable this much at a time */
+#define PA_REGION_GUARD ((size_t)4 << 20)   /* inaccessible space below the small region */
 /* Medium blocks (above PA_SMALL_MAX, up to PA_MEDIUM_MAX) come from the pools; with thread
  * caches on, their sizes are rounded up to classes of four per doubling and freed blocks are
  * kept per arena and class (PA_MCACHE_COUNT at most, PA_MCACHE_BYTES in all), so that hot
@@ -103,12 +105,19 @@ typedef struct pa_aclass {   /* one size class of one arena */
     pthread_mutex_t lock;
     pa_span *partial;        /* spans with free blocks (circular, doubly linked) */
     uint64_t spans;
+    /* Blocks of this arena freed by threads of other arenas: pushed a batch at a time with
+     * one compare-and-swap (no lock), taken whole by the next refill of this class in this
+     * arena, which hands them out without touching their spans. Its own cache line. */
+    _Atomic(void *) remote __attribute__((aligned(64)));
+    _Atomic uint32_t nremote;
 } __attribute__((aligned(64))) pa_aclass;
+#define PA_REMOTE_MAX 4096   /* blocks a remote list may hold; past it, the locked path */
 
 typedef struct pa_arena {
     pa_aclass cls[PA_NCLASSES_MAX];
     pthread_mutex_t span_lock;     /* region bump pointer and empty span lists */
     uintptr_t region_lo, region_hi, region_bump;
+    uintptr_t region_commit;       /* end of the slice's read/write part (the rest faults) */
     pa_span *dirty;                /* empty spans whose pages are still mapped (LIFO) */
     pa_span *clean;                /* empty spans already purged */
     uint32_t ndirty;

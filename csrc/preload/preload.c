@@ -944,7 +944,8 @@ PA_EXPORT void free(void *p)
             uint32_t idx = (uint32_t)(((uint64_t)off * pa_g.cls_magic[c]) >> 32);
             void **q = p;
             pa_bin *b = &t->bins[c];
-            if (LIKELY(idx * pa_g.cls_size[c] == off && idx < s->nblocks &&
+            if (LIKELY(idx * pa_g.cls_size[c] == off &&
+                       idx < __atomic_load_n(&s->bump, __ATOMIC_RELAXED) &&
                        q[1] != (void *)pa_g.key && b->count < b->max)) {
                 q[0] = pa_enc(q, b->head);
                 q[1] = (void *)pa_g.key;

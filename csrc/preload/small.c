@@ -68,27 +68,32 @@ void pa_small_setup(void)
     }
     if (!pa_g.tcache)
         return;
-    /* Reserve the region: read/write but MAP_NORESERVE, so only touched pages cost. If the
-     * kernel refuses, try smaller slices; without a region small requests use the pools. */
+    /* Reserve the region: inaccessible (PROT_NONE, MAP_NORESERVE), made read/write in 256 KiB
+     * steps as spans are first taken, with a guard below it, so that a wild write past the
+     * spans in use (or a long overflow of a small block) faults instead of landing in memory
+     * nobody owns. If the kernel refuses, try smaller slices; without a region small
+     * requests use the pools. */
     for (size_t slice = PA_REGION_SLICE; slice >= ((size_t)64 << 20); slice /= 4) {
         size_t size = slice * (size_t)pa_g.narenas;
         size_t nspans = size >> PA_SPAN_SHIFT;
         size_t meta = (nspans * sizeof(pa_span) + 4095) & ~(size_t)4095;
-        void *region = mmap(NULL, size + PA_SPAN_SIZE, PROT_READ | PROT_WRITE,
+        size_t total = size + PA_SPAN_SIZE + PA_REGION_GUARD;
+        void *region = mmap(NULL, total, PROT_NONE,
                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (region == MAP_FAILED)
             continue;
         void *spans = mmap(NULL, meta, PROT_READ | PROT_WRITE,
                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (spans == MAP_FAILED) {
-            munmap(region, size + PA_SPAN_SIZE);
+            munmap(region, total);
             continue;
         }
-        uintptr_t base = ((uintptr_t)region + PA_SPAN_SIZE - 1) & ~(uintptr_t)(PA_SPAN_SIZE - 1);
+        uintptr_t base = ((uintptr_t)region + PA_REGION_GUARD + PA_SPAN_SIZE - 1) &
+                         ~(uintptr_t)(PA_SPAN_SIZE - 1);
         pa_g.spans = spans;
         for (int a = 0; a < pa_g.narenas; a++) {
             pa_arena *ar = &pa_g.arenas[a];
-            ar->region_lo = ar->region_bump = base + (size_t)a * slice;
+            ar->region_lo = ar->region_bump = ar->region_commit = base + (size_t)a * slice;
             ar->region_hi = ar->region_lo + slice;
         }
         pa_g.small_base = base;
@@ -147,6 +152,19 @@ static pa_span *span_new(pa_arena *ar, int a, unsigned c)
         ar->clean = s->next;
         pa_stats_mapped((int64_t)PA_SPAN_SIZE);
     } else if (ar->region_bump + PA_SPAN_SIZE <= ar->region_hi) {
+        if (ar->region_bump + PA_SPAN_SIZE > ar->region_commit) {
+            size_t len = ar->region_hi - ar->region_commit < PA_REGION_CHUNK
+                             ? ar->region_hi - ar->region_commit
+                             : PA_REGION_CHUNK;
+            int e = errno;
+            int rc = mprotect((void *)ar->region_commit, len, PROT_READ | PROT_WRITE);
+            errno = e;
+            if (rc != 0) {
+                pthread_mutex_unlock(&ar->span_lock);
+                return NULL;
+            }
+            ar->region_commit += len;
+        }
         s = pa_span_of((void *)ar->region_bump);
         ar->region_bump += PA_SPAN_SIZE;
         pa_stats_mapped((int64_t)PA_SPAN_SIZE);
@@ -220,6 +238,20 @@ static uint32_t refill(int a, unsigned c, uint32_t want, void **head)
     void *list = NULL;
     uint32_t got = 0;
     void *key = (void *)pa_g.key;
+    if (want > 1 && atomic_load_explicit(&ac->remote, memory_order_relaxed)) {
+        /* Blocks other threads gave back: take them all, lock-free. */
+        list = atomic_exchange_explicit(&ac->remote, NULL, memory_order_acquire);
+        for (void **q = list; q; q = pa_dec(q)) {
+            if (UNLIKELY(!pa_small_link_ok(q) || pa_span_of(q)->arena != (uint8_t)a))
+                pa_corrupt("malloc", "corrupted free list", q);
+            got++;
+        }
+        if (got) {
+            atomic_fetch_sub_explicit(&ac->nremote, got, memory_order_relaxed);
+            *head = list;
+            return got;
+        }
+    }
     pthread_mutex_lock(&ac->lock);
     while (got < want) {
         pa_span *s = ac->partial;
@@ -251,7 +283,7 @@ static uint32_t refill(int a, unsigned c, uint32_t want, void **head)
             uint32_t take = s->nblocks - s->bump;
             if (take > want - got)
                 take = want - got;
-            s->bump += take;
+            __atomic_store_n(&s->bump, s->bump + take, __ATOMIC_RELAXED);
             s->nfree -= take;
             got += take;
             /* Linked from the top down so that they are handed out in address order. */
@@ -271,8 +303,25 @@ static uint32_t refill(int a, unsigned c, uint32_t want, void **head)
     return got;
 }
 
-/* Returns a list of class-c blocks (linked through word 0) to their owning arenas. */
-static void return_blocks(unsigned c, void **list)
+/* Pushes the chain first..last (n blocks, linked, last's link to be set) onto the remote list
+ * of ac; 0 if that list is full. */
+static int remote_push(pa_aclass *ac, void **first, void **last, uint32_t n)
+{
+    if (atomic_load_explicit(&ac->nremote, memory_order_relaxed) + n > PA_REMOTE_MAX)
+        return 0;
+    atomic_fetch_add_explicit(&ac->nremote, n, memory_order_relaxed);
+    void *old = atomic_load_explicit(&ac->remote, memory_order_relaxed);
+    do
+        last[0] = pa_enc(last, old);
+    while (!atomic_compare_exchange_weak_explicit(&ac->remote, &old, first, memory_order_release,
+                                                  memory_order_relaxed));
+    return 1;
+}
+
+/* Returns a list of class-c blocks (linked through word 0) to their owning arenas: runs of
+ * blocks of an arena other than `mine` go to its remote list in one push, the rest (and
+ * everything when mine < 0, or when a remote list is full) to their spans, under the lock. */
+static void return_blocks(unsigned c, void **list, int mine)
 {
     pa_aclass *locked = NULL;
     while (list) {
@@ -280,6 +329,26 @@ static void return_blocks(unsigned c, void **list)
         if (UNLIKELY(!pa_small_link_ok(next)))
             pa_corrupt("free", "corrupted free list", list);
         pa_span *s = pa_span_of(list);
+        if (mine >= 0 && s->arena != (uint8_t)mine) {
+            /* The run of blocks of the same foreign arena that starts here. */
+            uint8_t owner = s->arena;
+            void **last = list;
+            uint32_t n = 1;
+            while (next && pa_span_of(next)->arena == owner) {
+                void **nn = pa_dec(next);
+                if (UNLIKELY(!pa_small_link_ok(nn)))
+                    pa_corrupt("free", "corrupted free list", next);
+                last = next;
+                next = nn;
+                n++;
+            }
+            if (remote_push(&pa_g.arenas[owner].cls[c], list, last, n)) {
+                list = next;
+                continue;
+            }
+            last[0] = pa_enc(last, next); /* full: the locked path takes the run */
+            next = pa_dec(list);
+        }
         pa_arena *ar = &pa_g.arenas[s->arena];
         pa_aclass *ac = &ar->cls[c];
         if (ac != locked) {
@@ -316,7 +385,7 @@ static void bin_flush(pa_tcache *t, unsigned c, uint32_t keep)
         q[0] = pa_enc(q, NULL);
     }
     b->count = keep;
-    return_blocks(c, cut);
+    return_blocks(c, cut, t->state == TC_LIVE ? t->arena : -1);
 }
 
 void pa_tcache_flush_all(pa_tcache *t)
@@ -361,8 +430,8 @@ static inline int block_class(const void *p)
         return -1;
     uint32_t off = (uint32_t)((uintptr_t)p & (PA_SPAN_SIZE - 1));
     uint32_t idx = (uint32_t)(((uint64_t)off * pa_g.cls_magic[c]) >> 32);
-    if (idx * pa_g.cls_size[c] != off || idx >= s->nblocks)
-        return -1;
+    if (idx * pa_g.cls_size[c] != off || idx >= __atomic_load_n(&s->bump, __ATOMIC_RELAXED))
+        return -1; /* not a block boundary, or a block never handed out */
     return (int)c;
 }
 
@@ -413,7 +482,7 @@ int pa_small_free(pa_tcache *t, void *p)
     }
     q[0] = pa_enc(q, NULL);
     q[1] = (void *)pa_g.key;
-    return_blocks((unsigned)c, q);
+    return_blocks((unsigned)c, q, -1);
     return PA_FREE_OK;
 }
 
@@ -453,6 +522,17 @@ void pa_small_unlock_all(int reinit)
 size_t pa_small_trim(void)
 {
     size_t released = 0;
+    for (int a = 0; a < pa_g.narenas; a++)
+        for (int c = 0; c < pa_g.nclasses; c++) {
+            pa_aclass *ac = &pa_g.arenas[a].cls[c];
+            void **list = atomic_exchange_explicit(&ac->remote, NULL, memory_order_acquire);
+            uint32_t n = 0;
+            for (void **q = list; q && n <= PA_REMOTE_MAX * 2u; q = pa_dec(q))
+                n++;
+            atomic_fetch_sub_explicit(&ac->nremote, n, memory_order_relaxed);
+            if (list)
+                return_blocks((unsigned)c, list, -1);
+        }
     for (int a = 0; a < pa_g.narenas; a++) {
         pa_arena *ar = &pa_g.arenas[a];
         pthread_mutex_lock(&ar->span_lock);
