@@ -41,6 +41,7 @@ def env_for(
     trace: Optional[str] = None,
     base: Optional[Mapping[str, str]] = None,
     library: Optional[str] = None,
+    secure: Optional[bool] = None,
 ) -> dict:
     """A copy of `base` (default: os.environ) that preloads libpyalloc.so.
 
@@ -49,6 +50,8 @@ def env_for(
             (%p in it becomes the pid) (PYALLOC_STATS)
     tcache  False: no thread caches, every request goes to the policy pools (PYALLOC_TCACHE=0)
     trace   path of a binary allocation trace, %p = pid (PYALLOC_TRACE)
+    secure  True: freed blocks zeroed and held back from reuse, no inline paths
+            (PYALLOC_SECURE=1)
     Options left at None are removed from the environment, so the library's defaults apply.
     """
     env = dict(os.environ if base is None else base)
@@ -78,4 +81,8 @@ def env_for(
         env["PYALLOC_TRACE"] = str(trace)
     else:
         env.pop("PYALLOC_TRACE", None)
+    if secure is None:
+        env.pop("PYALLOC_SECURE", None)
+    else:
+        env["PYALLOC_SECURE"] = "1" if secure else "0"
     return env

@@ -43,6 +43,7 @@
 #define PA_POOL_CAPACITY ((size_t)1 << 38)  /* address space reserved per arena pool (256 GiB) */
 #define PA_REGION_SLICE ((size_t)1 << 34)   /* small-span address space per arena (16 GiB) */
 #define PA_CLS_NONE 0xFF
+#define PA_QUARANTINE 64   /* blocks per thread held back from reuse under PYALLOC_SECURE */
 #define PA_REGION_CHUNK ((size_t)256 << 10) /* the small region is made writable this much at a time */
 #define PA_REGION_GUARD ((size_t)4 << 20)   /* inaccessible space below the small region */
 /* Medium blocks (above PA_SMALL_MAX, up to PA_MEDIUM_MAX) come from the pools; with thread
@@ -97,6 +98,8 @@ typedef struct pa_tcache {
     uint8_t in_init;         /* this thread is running the global init */
     uint32_t trace_tid;      /* thread number in the trace, 0 = not yet assigned */
     pa_tcount cnt;
+    void *quar[PA_QUARANTINE]; /* PYALLOC_SECURE: freed blocks held back from reuse (ring) */
+    uint32_t qhead, qcount;
     int64_t live_pushed;     /* part of cnt.live already added to the global live figure */
     struct pa_tcache *reg_next, *reg_prev; /* the registry of live thread caches */
 } pa_tcache;
@@ -141,6 +144,7 @@ typedef struct pa_global {
     int policy;
     int tcache;                    /* thread caches on */
     int check;                     /* CHECK_* for invalid pointers */
+    int secure;                    /* PYALLOC_SECURE: zero on free, quarantine, no fast paths */
     int stats;                     /* exit report: 0 none, 1 text on stderr, 2 JSON to
                                       stats_path, 3 JSON on stderr (counting is always on) */
     int stats_fd;                  /* a copy of stderr for the report */

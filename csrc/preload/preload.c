@@ -262,6 +262,13 @@ static void read_config(void)
         else
             config_warn("PYALLOC_CHECK", v, "abort|warn|quiet", "abort");
     }
+    if ((v = pa_getenv("PYALLOC_SECURE")) && *v) {
+        int b;
+        if (parse_bool(v, &b) != 0)
+            config_warn("PYALLOC_SECURE", v, "0|1", "0");
+        else
+            pa_g.secure = b;
+    }
     if ((v = pa_getenv("PYALLOC_MMAP_THRESHOLD")) && *v) {
         size_t n;
         if (parse_size(v, &n) != 0)
@@ -311,10 +318,24 @@ static void read_config(void)
 /* ------------------------------------------------------------------------------------------
  * Init, threads, fork
  * ------------------------------------------------------------------------------------------ */
+static int route_free(pa_tcache *t, void *p, size_t *usable);
+
+/* PYALLOC_SECURE: frees the blocks the thread holds back. */
+static void quarantine_flush(pa_tcache *t)
+{
+    while (t->qcount) {
+        void *q = t->quar[t->qhead];
+        t->qhead = (t->qhead + 1) % PA_QUARANTINE;
+        t->qcount--;
+        route_free(t, q, NULL);
+    }
+}
+
 static void thread_exit(void *arg)
 {
     pa_tcache *t = arg;
     t->fast = 0;
+    quarantine_flush(t);
     pa_tcache_flush_all(t);
     pa_stats_unregister(t);
     t->state = TC_DEAD;
@@ -450,7 +471,7 @@ void pa_thread_init(pa_tcache *t)
     t->state = TC_LIVE;
     pthread_setspecific(pa_g.tkey, t); /* thread_exit: flush the cache, release the arena */
     if (pa_g.tcache && pa_g.small_size)
-        t->fast = !pa_g.trace;
+        t->fast = !pa_g.trace && !pa_g.secure;
 }
 
 /* 1 when the heap is up and this thread is set up; 0 when the caller must use the boot heap
@@ -508,9 +529,9 @@ static inline void pool_sync_trim(pa_arena *ar)
  * fresh zeroed pages and TLB shootdowns every time. */
 static void huge_freed(size_t len)
 {
-    if (!pa_g.huge_dynamic || len <= pa_g.huge_min || len > PA_HUGE_DYN_MAX)
+    if (!pa_g.huge_dynamic || len < pa_g.huge_min || len > PA_HUGE_DYN_MAX)
         return;
-    pa_g.huge_min = len;
+    pa_g.huge_min = len + PA_ALIGN; /* a request of the freed block's size now fits below */
     atomic_store_explicit(&pa_g.pool_trim, pool_trim_for(len), memory_order_relaxed);
 }
 
@@ -757,6 +778,35 @@ static size_t route_usable(const void *p)
     return pa_huge_usable(p);
 }
 
+/* PYALLOC_SECURE free: the block is checked, zeroed, and held back in the thread's
+ * quarantine ring; the block it pushes out is freed for real. Huge blocks are unmapped at
+ * once (a later access faults). */
+static int secure_free(pa_tcache *t, void *p, size_t *usable)
+{
+    void **q = p;
+    if (t->state != TC_LIVE || pa_huge_usable(p) || in_boot(p))
+        return route_free(t, p, usable);
+    for (uint32_t i = 0, j = t->qhead; i < t->qcount; i++, j = (j + 1) % PA_QUARANTINE)
+        if (t->quar[j] == p)
+            return PA_FREE_DOUBLE;
+    size_t u;
+    if ((pa_in_small(p) && q[1] == (void *)pa_g.key) || !(u = route_usable(p)))
+        return route_free(t, p, usable); /* says what is wrong with it */
+    memset(p, 0, u);
+    if (usable)
+        *usable = u;
+    if (t->qcount == PA_QUARANTINE) {
+        void *old = t->quar[t->qhead];
+        t->quar[t->qhead] = p;
+        t->qhead = (t->qhead + 1) % PA_QUARANTINE;
+        route_free(t, old, NULL);
+    } else {
+        t->quar[(t->qhead + t->qcount) % PA_QUARANTINE] = p;
+        t->qcount++;
+    }
+    return PA_FREE_OK;
+}
+
 /* Moves a block: new block, copy, free the old one. */
 static void *realloc_move(pa_tcache *t, void *p, size_t old_usable, size_t n, size_t *new_usable)
 {
@@ -765,7 +815,10 @@ static void *realloc_move(pa_tcache *t, void *p, size_t old_usable, size_t n, si
     if (!q)
         return NULL;
     memcpy(q, p, old_usable < n ? old_usable : n);
-    route_free(t, p, NULL);
+    if (pa_g.secure)
+        secure_free(t, p, NULL);
+    else
+        route_free(t, p, NULL);
     return q;
 }
 
@@ -857,7 +910,7 @@ static void *alloc_slow(pa_tcache *t, size_t n, size_t align, int op, int zero)
     if (pa_g.trace)
         pa_trace_lock();
     void *p = route_alloc(t, n, align, &kind, &usable, 0);
-    if (p && zero && kind != KIND_HUGE)
+    if (p && (zero || pa_g.secure) && kind != KIND_HUGE)
         memset(p, 0, kind == KIND_SMALL ? pa_g.cls_size[pa_class_of(n)] : n);
     if (pa_g.trace) {
         if (op == OP_MEMALIGN)
@@ -893,7 +946,7 @@ static void free_slow(pa_tcache *t, void *p, const char *who)
     size_t usable = 0;
     if (pa_g.trace)
         pa_trace_lock();
-    int rc = route_free(t, p, &usable);
+    int rc = pa_g.secure ? secure_free(t, p, &usable) : route_free(t, p, &usable);
     if (pa_g.trace) {
         if (rc == 0)
             pa_trace_free(t, p);

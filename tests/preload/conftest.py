@@ -16,15 +16,20 @@ ROOT = Path(__file__).resolve().parents[2]
 CTESTS = ROOT / "csrc" / "tests"
 POLICIES = ("best", "worst", "first", "fifo")
 
-# (policy, thread caches) - each policy with caches on and off.
-CONFIGS = [(p, t) for p in POLICIES for t in (True, False)]
-CONFIG_IDS = [f"{p}-{'tcache' if t else 'notcache'}" for p, t in CONFIGS]
+# (policy, thread caches) - each policy with caches on and off, and the default policy in
+# PYALLOC_SECURE=1 mode (tcache "secure": caches on, secure on).
+SECURE = "secure"
+CONFIGS: List[tuple] = [(p, t) for p in POLICIES for t in (True, False)] + [("best", SECURE)]
+CONFIG_IDS = [f"{p}-{t if t == SECURE else 'tcache' if t else 'notcache'}" for p, t in CONFIGS]
 
 
-def config_env(policy: Optional[str], tcache: Optional[bool], **extra: str) -> Dict[str, str]:
+def config_env(policy: Optional[str], tcache, **extra: str) -> Dict[str, str]:
     from pyalloc.preload import env_for
 
-    env = env_for(policy=policy, tcache=tcache)
+    if tcache == SECURE:
+        env = env_for(policy=policy, tcache=True, secure=True)
+    else:
+        env = env_for(policy=policy, tcache=tcache)
     env.update(extra)
     return env
 

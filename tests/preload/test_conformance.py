@@ -7,7 +7,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import CONFIG_IDS, CONFIGS, config_env, plain_env, run
+from conftest import CONFIG_IDS, CONFIGS, SECURE, config_env, plain_env, run
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -43,8 +43,8 @@ def test_mt_stress(cbuild, libpyalloc, policy, tcache):
     assert b"pyalloc" not in res.stderr
 
 
-@pytest.mark.parametrize("policy,tcache", [("best", True), ("fifo", False)],
-                         ids=["best-tcache", "fifo-notcache"])
+@pytest.mark.parametrize("policy,tcache", [("best", True), ("fifo", False), ("best", SECURE)],
+                         ids=["best-tcache", "fifo-notcache", "best-secure"])
 def test_fork_while_allocating(cbuild, libpyalloc, policy, tcache):
     res = run([cbuild("fork_alloc"), "60", "3"], config_env(policy, tcache))
     assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()[-3000:]

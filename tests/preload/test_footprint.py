@@ -1,5 +1,5 @@
 """Peak RSS of libpyalloc.so against glibc on the random allocation fuzzer
-(csrc/tests/fuzz_alloc.c: 2 threads x 2,000,000 operations, 1 B - 4 MiB, every block
+(csrc/tests/fuzz_alloc.c: 2 threads x 1,000,000 operations, 1 B - 4 MiB, every block
 pattern-checked), under every policy with thread caches on and off, and in the shared-slots
 mode (blocks freed by other threads than the allocating one) under the default configuration.
 
@@ -31,7 +31,7 @@ from conftest import CONFIG_IDS, CONFIGS, CBuild, config_env, no_pyalloc_noise, 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 THREADS = 2
-OPS = 2_000_000
+OPS = 1_000_000
 SEED = 1
 CAP_BYTES = 3 << 30
 RUN_TIMEOUT = 300.0
