@@ -12,7 +12,7 @@ APT_BENCH_PACKAGES := libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 runc
 PIP_PACKAGES := "cffi>=1.15" setuptools wheel "pytest>=7" hypothesis pytest-benchmark pytest-timeout ruff
 PYTEST_ARGS ?=
 
-.PHONY: all setup deps build demo test ctest pytest lint bench bench-deps bench-compare clean
+.PHONY: all setup deps build demo test ctest pytest lint bench bench-deps bench-suite bench-compare clean
 
 all: build
 
@@ -75,6 +75,17 @@ bench: setup bench-deps
 	$(PY) bench/fragmentation.py
 	$(PY) bench/report.py $(BENCH_JSON) --out docs/BENCHMARKS.md --command "make bench"
 	$(PY) bench/report.py $(BENCH_JSON) --scaling-into docs/pool.md
+	@if [ -n "$(MIMALLOC_BENCH)" ]; then $(MAKE) --no-print-directory bench-suite; fi
+
+# The public allocator suite (daanx/mimalloc-bench), built outside this repository (see the
+# docstring of bench/mbench.py): `make bench-suite MIMALLOC_BENCH=/path/to/its/cmake/out`.
+# `make bench` runs it too when MIMALLOC_BENCH is set.
+MIMALLOC_BENCH ?=
+MBENCH_ARGS ?= --rounds 3 --threads 2
+bench-suite: setup bench-deps
+	@test -n "$(MIMALLOC_BENCH)" || { echo "bench-suite: set MIMALLOC_BENCH to the suite's cmake build directory" >&2; exit 2; }
+	$(PY) bench/mbench.py --suite $(MIMALLOC_BENCH) $(MBENCH_ARGS) --variant 'pyalloc-notc:PYALLOC_TCACHE=0' --variant 'pyalloc-secure:PYALLOC_SECURE=1' --json .benchmarks/mbench.json --markdown .benchmarks/mbench.md
+	$(PY) bench/mbench.py --suite $(MIMALLOC_BENCH) --security --security-runs 3 --variant 'pyalloc-notc:PYALLOC_TCACHE=0' --variant 'pyalloc-secure:PYALLOC_SECURE=1' --json .benchmarks/mbench-security.json --markdown .benchmarks/mbench-security.md
 
 # Regression guard: compares a new run with the last saved one (make bench saves each run)
 # and fails when a median got more than BENCH_FAIL worse.

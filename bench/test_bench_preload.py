@@ -60,6 +60,7 @@ ALLOCATORS: Dict[str, Tuple[Optional[str], Dict[str, str]]] = {
     "pyalloc-worst": (PYALLOC, {"PYALLOC_POLICY": "worst"}),
     "pyalloc-first": (PYALLOC, {"PYALLOC_POLICY": "first"}),
     "pyalloc-fifo": (PYALLOC, {"PYALLOC_POLICY": "fifo"}),
+    "pyalloc-secure": (PYALLOC, {"PYALLOC_SECURE": "1"}),
     "jemalloc": (_find("libjemalloc.so.2"), {}),
     "mimalloc": (_find("libmimalloc.so.2*"), {}),
     "tcmalloc": (_find("libtcmalloc_minimal.so.4"), {}),

@@ -132,7 +132,13 @@ typedef struct pa_arena {
     uint16_t mcount[PA_MCLASSES];
     size_t mcache_bytes;
     size_t pool_trim;              /* trim threshold in force for this pool */
+    /* Pool blocks freed by threads of other arenas, checked and pushed with one
+     * compare-and-swap instead of a wait for pool_lock; whoever takes the lock next frees
+     * them (pa_mremote_drain). Bounded by PA_MREMOTE_BYTES. */
+    _Atomic(void *) mremote __attribute__((aligned(64)));
+    _Atomic size_t mremote_bytes;
 } pa_arena;
+#define PA_MREMOTE_BYTES ((size_t)4 << 20)
 
 /* ------------------------------------------------------------------------------------------
  * Global state

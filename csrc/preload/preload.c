@@ -620,6 +620,58 @@ static void mcache_flush(pa_arena *ar)
     ar->mcache_bytes = 0;
 }
 
+/* Pool lock held: frees the blocks other threads left on ar's remote list. */
+static void mremote_drain(pa_arena *ar)
+{
+    void **q = atomic_exchange_explicit(&ar->mremote, NULL, memory_order_acquire);
+    size_t bytes = 0;
+    while (q) {
+        void **nx = pa_dec(q);
+        if (UNLIKELY(!mcache_link_ok(ar, nx)))
+            pa_corrupt("free", "corrupted free list", q);
+        q[1] = NULL;
+        size_t u = pa_pool_usable_size(ar->pool, q);
+        bytes += u;
+        int cached = u ? mcache_put(ar, q, u) : 0;
+        if (!u || cached < 0 || (!cached && pa_pool_free(ar->pool, q) != 0))
+            pa_misuse("free", "double free", q); /* freed twice before it was drained */
+        q = nx;
+    }
+    if (bytes)
+        atomic_fetch_sub_explicit(&ar->mremote_bytes, bytes, memory_order_relaxed);
+}
+
+static inline void mremote_check(pa_arena *ar)
+{
+    if (UNLIKELY(atomic_load_explicit(&ar->mremote, memory_order_relaxed) != NULL))
+        mremote_drain(ar);
+}
+
+/* A free of block p of ar by a thread of another arena: checked without the lock (a live
+ * block's header and its neighbour's only change under their owner's own frees) and pushed on
+ * ar's remote list. 0 when the caller must take the locked path (the block looks wrong or
+ * already freed, or the list is full). */
+static int mremote_push(pa_arena *ar, void *p, size_t *usable)
+{
+    void **q = p;
+    if (q[1] == (void *)pa_g.key)
+        return 0;
+    size_t u = pa_pool_usable_size(ar->pool, p);
+    if (!u || u <= PA_SMALL_MAX ||
+        atomic_load_explicit(&ar->mremote_bytes, memory_order_relaxed) + u > PA_MREMOTE_BYTES)
+        return 0;
+    atomic_fetch_add_explicit(&ar->mremote_bytes, u, memory_order_relaxed);
+    q[1] = (void *)pa_g.key;
+    void *old = atomic_load_explicit(&ar->mremote, memory_order_relaxed);
+    do
+        q[0] = pa_enc(q, old);
+    while (!atomic_compare_exchange_weak_explicit(&ar->mremote, &old, q, memory_order_release,
+                                                  memory_order_relaxed));
+    if (usable)
+        *usable = u;
+    return 1;
+}
+
 static void *pool_alloc_in(pa_arena *ar, size_t n, size_t align, size_t *usable, int exact)
 {
     void *p = NULL;
@@ -629,6 +681,8 @@ static void *pool_alloc_in(pa_arena *ar, size_t n, size_t align, size_t *usable,
         n = mclass_size((unsigned)mc);
     }
     pthread_mutex_lock(&ar->pool_lock);
+    if (ar->pool)
+        mremote_check(ar);
     if (mc >= 0 && ar->mcache[mc]) {
         void **q = ar->mcache[mc];
         void **nx = pa_dec(q);
@@ -734,7 +788,11 @@ static int route_free(pa_tcache *t, void *p, size_t *usable)
     }
     pa_arena *ar = pool_owner(p);
     if (ar) {
+        if (pa_g.tcache && t->state == TC_LIVE && ar != &pa_g.arenas[t->arena] &&
+            mremote_push(ar, p, usable))
+            return PA_FREE_OK;
         pthread_mutex_lock(&ar->pool_lock);
+        mremote_check(ar);
         size_t u = pa_pool_usable_size(ar->pool, p);
         if (usable)
             *usable = u;
@@ -1220,6 +1278,7 @@ PA_EXPORT int malloc_trim(size_t pad)
         pa_arena *ar = &pa_g.arenas[a];
         pthread_mutex_lock(&ar->pool_lock);
         if (ar->pool) {
+            mremote_drain(ar);
             mcache_flush(ar);
             pa_pool_trim(ar->pool);
             pool_note(ar);
