@@ -73,9 +73,9 @@ bench: setup bench-deps
 	@mkdir -p .benchmarks
 	$(PY) -m pytest bench -q --benchmark-only --benchmark-autosave --benchmark-json=$(BENCH_JSON) $(BENCH_ARGS)
 	$(PY) bench/fragmentation.py
+	@if [ -n "$(MIMALLOC_BENCH)" ]; then $(MAKE) --no-print-directory bench-suite; fi
 	$(PY) bench/report.py $(BENCH_JSON) --out docs/BENCHMARKS.md --command "make bench"
 	$(PY) bench/report.py $(BENCH_JSON) --scaling-into docs/pool.md
-	@if [ -n "$(MIMALLOC_BENCH)" ]; then $(MAKE) --no-print-directory bench-suite; fi
 
 # The public allocator suite (daanx/mimalloc-bench), built outside this repository (see the
 # docstring of bench/mbench.py): `make bench-suite MIMALLOC_BENCH=/path/to/its/cmake/out`.
@@ -84,8 +84,8 @@ MIMALLOC_BENCH ?=
 MBENCH_ARGS ?= --rounds 3 --threads 2
 bench-suite: setup bench-deps
 	@test -n "$(MIMALLOC_BENCH)" || { echo "bench-suite: set MIMALLOC_BENCH to the suite's cmake build directory" >&2; exit 2; }
-	$(PY) bench/mbench.py --suite $(MIMALLOC_BENCH) $(MBENCH_ARGS) --variant 'pyalloc-notc:PYALLOC_TCACHE=0' --variant 'pyalloc-secure:PYALLOC_SECURE=1' --json .benchmarks/mbench.json --markdown .benchmarks/mbench.md
-	$(PY) bench/mbench.py --suite $(MIMALLOC_BENCH) --security --security-runs 3 --variant 'pyalloc-notc:PYALLOC_TCACHE=0' --variant 'pyalloc-secure:PYALLOC_SECURE=1' --json .benchmarks/mbench-security.json --markdown .benchmarks/mbench-security.md
+	$(PY) bench/mbench.py --suite $(MIMALLOC_BENCH) $(MBENCH_ARGS) --variant 'pyalloc-notc:PYALLOC_TCACHE=0' --variant 'pyalloc-secure:PYALLOC_SECURE=1' --json .benchmarks/mbench.json --markdown docs/mbench.md
+	$(PY) bench/mbench.py --suite $(MIMALLOC_BENCH) --security --security-runs 3 --variant 'pyalloc-notc:PYALLOC_TCACHE=0' --variant 'pyalloc-secure:PYALLOC_SECURE=1' --json .benchmarks/mbench-security.json --markdown docs/mbench-security.md
 
 # Regression guard: compares a new run with the last saved one (make bench saves each run)
 # and fails when a median got more than BENCH_FAIL worse.

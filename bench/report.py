@@ -213,7 +213,30 @@ def render(data: dict, command: str, outdir: str) -> str:
     frag = os.path.join(outdir, "fragmentation.json")
     if os.path.exists(frag):
         out += fragmentation_section(frag)
+    suite = os.path.join(outdir, "mbench.md")
+    if os.path.exists(suite):
+        out += suite_section(suite)
     return "\n".join(out)
+
+
+def suite_section(path: str) -> List[str]:
+    """The summary of the last mimalloc-bench run (`make bench-suite`, bench/mbench.py), whose
+    full report is mbench.md next to this page."""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    out = ["## mimalloc-bench (the public allocator suite)", "",
+           "From the last `make bench-suite MIMALLOC_BENCH=...` run (`bench/mbench.py`); all",
+           "tables, per program, and the command: [mbench.md](mbench.md); the security",
+           "programs: [mbench-security.md](mbench-security.md).", ""]
+    keep = False
+    for ln in lines:
+        if ln.startswith("## "):
+            keep = ln.startswith("## Summary")
+            continue
+        if keep:
+            out.append(ln)
+    out.append("")
+    return out
 
 
 def fragmentation_section(path: str) -> List[str]:
