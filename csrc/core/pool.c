@@ -21,15 +21,8 @@
 #define COMMIT_CHUNK ((size_t)256 << 10)      /* commit granularity */
 #define DEFAULT_TRIM ((size_t)1 << 20)        /* default trim threshold */
 #define PURGE_MIN ((size_t)64 << 10)          /* smallest span worth an madvise */
-#ifndef DIRTY_SHARE
 #define DIRTY_SHARE 2 /* dirty free memory beyond DIRTY_SHARE x used is purged on free... */
-#endif
-#ifndef DIRTY_KEEP
-#define DIRTY_KEEP 1 /* a hull past the threshold is purged once dirty >= used / DIRTY_KEEP */
-#endif
-#ifndef DIRTY_HULL_MIN
 #define DIRTY_HULL_MIN ((size_t)256 << 10) /* ...a block at a time, from this size up */
-#endif
 #define FIRST_BLOCK (PA_ALIGN - PA_HEADER)    /* offset of the first block's header */
 /* Largest request: leaves room for rounding and alignment slack without overflow. */
 #define MAX_REQUEST (PA_POOL_MAX_CAPACITY)
@@ -129,8 +122,8 @@ static inline int top_free(const pa_pool *p) { return !(pa_hdr(p->tail) & PA_CIN
 /* The dirty hull of a free block: the address range that may hold pages the kernel still
  * backs (written since they were last purged). Outside it, the block's pages, except the
  * first (header and node) and the last (footer), are purged or were never touched. It is
- * kept in the node in 64 KiB units from the arena base, rounded outwards. The free top's hull is everything up to
- * the committed frontier. */
+ * kept in the node in 64 KiB units from the arena base, rounded outwards. The free top's hull
+ * is everything up to the committed frontier. */
 #define HULL_SHIFT 16
 static inline void hull_get(const pa_pool *p, char *b, char **lo, char **hi)
 {
@@ -149,6 +142,13 @@ static inline uint64_t hull_bytes(const char *b)
 {
     const pa_node *n = node_of((char *)b);
     return (uint64_t)(n->dhi - n->dlo) << HULL_SHIFT;
+}
+
+/* After a purge of indexed free block b: its hull is empty. */
+static inline void hull_clear(pa_pool *p, char *b)
+{
+    p->dirty -= hull_bytes(b);
+    node_of(b)->dlo = node_of(b)->dhi = 0;
 }
 
 static inline void hull_set(const pa_pool *p, char *b, uint64_t size, char *lo, char *hi)
@@ -318,13 +318,12 @@ static void trim_after_free(pa_pool *p, char *b, uint64_t size)
     char *lo, *hi;
     hull_get(p, b, &lo, &hi);
     uint64_t hb = hi > lo ? (uint64_t)(hi - lo) : 0;
-    if ((hb >= p->trim_threshold && p->dirty >= p->used / DIRTY_KEEP) ||
+    if ((hb >= p->trim_threshold && p->dirty >= p->used) ||
         (hb >= DIRTY_HULL_MIN && p->dirty > p->trim_threshold &&
          p->dirty > DIRTY_SHARE * p->used)) {
         purge_range(p, lo > b + PA_MIN_BLOCK ? lo : b + PA_MIN_BLOCK,
                     hi < b + size - PA_HEADER ? hi : b + size - PA_HEADER);
-        p->dirty -= hull_bytes(b);
-        node_of(b)->dlo = node_of(b)->dhi = 0;
+        hull_clear(p, b);
     }
 }
 
@@ -341,8 +340,7 @@ size_t pa_pool_trim(pa_pool *p)
             break;
         }
         released += purge_range(p, b + PA_MIN_BLOCK, b + size - PA_HEADER);
-        p->dirty -= hull_bytes(b);
-        node_of(b)->dlo = node_of(b)->dhi = 0;
+        hull_clear(p, b);
     }
     unlock(p);
     return (size_t)released;

@@ -267,7 +267,7 @@ typedef struct pa_gstats {
 extern pa_gstats pa_st PA_HIDDEN;
 
 enum { OP_MALLOC, OP_CALLOC, OP_REALLOC, OP_MEMALIGN };
-enum { PA_KIND_SMALL = 1, PA_KIND_POOL = 2, PA_KIND_HUGE = 3, PA_KIND_BOOT = 4 };
+enum { PA_KIND_SMALL = 1, PA_KIND_POOL = 2, PA_KIND_HUGE = 3 }; /* where a block came from */
 /* Counting from the slow paths; the inline fast paths bump t->cnt themselves. */
 PA_HIDDEN void pa_count_alloc(pa_tcache *t, int op, size_t request, size_t usable, int kind);
 PA_HIDDEN void pa_count_free(pa_tcache *t, size_t usable);

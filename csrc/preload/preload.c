@@ -30,10 +30,6 @@
 pa_global pa_g;
 __thread pa_tcache pa_tc __attribute__((tls_model("initial-exec")));
 
-#define KIND_SMALL PA_KIND_SMALL
-#define KIND_POOL PA_KIND_POOL
-#define KIND_HUGE PA_KIND_HUGE
-
 /* ------------------------------------------------------------------------------------------
  * Bootstrap heap: serves the (theoretical) allocations made while this thread runs the
  * global init. Never freed; each block has a 16-byte header holding its size.
@@ -198,6 +194,16 @@ static int parse_bool(const char *v, int *out)
     return 0;
 }
 
+/* A boolean variable: sets *out when it is set and valid; warns and keeps *out otherwise. */
+static void env_bool(const char *name, int *out)
+{
+    const char *v = pa_getenv(name);
+    if (!v || !*v)
+        return;
+    if (parse_bool(v, out) != 0)
+        config_warn(name, v, "0|1", *out ? "1" : "0");
+}
+
 /* Parses "123", "64k", "1m", "2g"; -1 if malformed. */
 static int parse_size(const char *v, size_t *out)
 {
@@ -245,13 +251,7 @@ static void read_config(void)
         else
             pa_g.policy = p;
     }
-    if ((v = pa_getenv("PYALLOC_TCACHE")) && *v) {
-        int b;
-        if (parse_bool(v, &b) != 0)
-            config_warn("PYALLOC_TCACHE", v, "0|1", "1");
-        else
-            pa_g.tcache = b;
-    }
+    env_bool("PYALLOC_TCACHE", &pa_g.tcache);
     if ((v = pa_getenv("PYALLOC_CHECK")) && *v) {
         if (!strcmp(v, "warn"))
             pa_g.check = CHECK_WARN;
@@ -262,17 +262,12 @@ static void read_config(void)
         else
             config_warn("PYALLOC_CHECK", v, "abort|warn|quiet", "abort");
     }
-    if ((v = pa_getenv("PYALLOC_SECURE")) && *v) {
-        int b;
-        if (parse_bool(v, &b) != 0)
-            config_warn("PYALLOC_SECURE", v, "0|1", "0");
-        else
-            pa_g.secure = b;
-    }
+    env_bool("PYALLOC_SECURE", &pa_g.secure);
     if ((v = pa_getenv("PYALLOC_MMAP_THRESHOLD")) && *v) {
         size_t n;
         if (parse_size(v, &n) != 0)
-            config_warn("PYALLOC_MMAP_THRESHOLD", v, "a size in bytes, e.g. 1m", "1m");
+            config_warn("PYALLOC_MMAP_THRESHOLD", v, "a size in bytes, e.g. 1m",
+                        "128k, dynamic");
         else {
             pa_g.huge_min = n ? (n < PA_SMALL_MAX + 1 ? PA_SMALL_MAX + 1 : n) : SIZE_MAX;
             pa_g.huge_dynamic = 0;
@@ -751,7 +746,7 @@ static void *route_alloc(pa_tcache *t, size_t n, size_t align, int *kind, size_t
         if (c < (unsigned)pa_g.nclasses) {
             p = pa_small_alloc(t, c);
             if (p) {
-                *kind = KIND_SMALL;
+                *kind = PA_KIND_SMALL;
                 if (usable)
                     *usable = pa_g.cls_size[c];
                 return p;
@@ -765,13 +760,13 @@ static void *route_alloc(pa_tcache *t, size_t n, size_t align, int *kind, size_t
                 if (a != t->arena)
                     p = pool_alloc_in(&pa_g.arenas[a], n, align, usable, grow);
         if (p) {
-            *kind = KIND_POOL;
+            *kind = PA_KIND_POOL;
             return p;
         }
     }
     p = pa_huge_alloc(n, align);
     if (p) {
-        *kind = KIND_HUGE;
+        *kind = PA_KIND_HUGE;
         if (usable)
             *usable = pa_huge_usable(p);
     }
@@ -968,8 +963,8 @@ static void *alloc_slow(pa_tcache *t, size_t n, size_t align, int op, int zero)
     if (pa_g.trace)
         pa_trace_lock();
     void *p = route_alloc(t, n, align, &kind, &usable, 0);
-    if (p && (zero || pa_g.secure) && kind != KIND_HUGE)
-        memset(p, 0, kind == KIND_SMALL ? pa_g.cls_size[pa_class_of(n)] : n);
+    if (p && (zero || pa_g.secure) && kind != PA_KIND_HUGE)
+        memset(p, 0, kind == PA_KIND_SMALL ? pa_g.cls_size[pa_class_of(n)] : n);
     if (pa_g.trace) {
         if (op == OP_MEMALIGN)
             pa_trace_memalign(t, align, n, p);
