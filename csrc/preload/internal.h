@@ -126,7 +126,6 @@ typedef struct pa_arena {
     uint32_t ndirty;
     pthread_mutex_t pool_lock __attribute__((aligned(64)));
     pa_pool *pool;
-    _Atomic(uintptr_t) pool_lo, pool_hi;
     uint64_t pool_committed;       /* last committed figure seen (stats) */
     void *mcache[PA_MCLASSES];     /* cached medium blocks per class, linked through word 0 */
     uint16_t mcount[PA_MCLASSES];
@@ -169,7 +168,13 @@ typedef struct pa_global {
     _Atomic unsigned next_arena;
     _Atomic int arena_threads[PA_MAX_ARENAS]; /* live threads using each arena */
     _Atomic int warnings;
-    char stats_path[512];
+    /* The address range of each arena's pool (0, 0 until it exists), written once and read
+     * by every free of a pool block: kept apart from the arenas' locks, so that finding a
+     * block's owner does not pull in a cache line that another thread is locking. */
+    struct {
+        _Atomic(uintptr_t) lo, hi;
+    } pool_range[PA_MAX_ARENAS] __attribute__((aligned(64)));
+    char stats_path[512] __attribute__((aligned(64)));
     char trace_path[512];
     uint32_t cls_size[PA_NCLASSES_MAX];
     uint32_t cls_magic[PA_NCLASSES_MAX]; /* ceil(2^32 / size): offset / size by multiply */

@@ -490,10 +490,9 @@ static pa_arena *pool_owner(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
     for (int i = 0; i < pa_g.narenas; i++) {
-        pa_arena *ar = &pa_g.arenas[i];
-        if (a - atomic_load_explicit(&ar->pool_lo, memory_order_acquire) <
-            atomic_load_explicit(&ar->pool_hi, memory_order_relaxed) - ar->pool_lo)
-            return ar;
+        uintptr_t lo = atomic_load_explicit(&pa_g.pool_range[i].lo, memory_order_acquire);
+        if (a - lo < atomic_load_explicit(&pa_g.pool_range[i].hi, memory_order_relaxed) - lo)
+            return &pa_g.arenas[i];
     }
     return NULL;
 }
@@ -560,7 +559,8 @@ static inline int mclass_floor(size_t usable)
 /* A decoded medium-cache link: NULL, or an aligned block of this arena's pool marked free. */
 static inline int mcache_link_ok(const pa_arena *ar, void **nx)
 {
-    return !nx || ((uintptr_t)nx - ar->pool_lo < ar->pool_hi - ar->pool_lo &&
+    uintptr_t lo = pa_g.pool_range[ar - pa_g.arenas].lo;
+    return !nx || ((uintptr_t)nx - lo < pa_g.pool_range[ar - pa_g.arenas].hi - lo &&
                    !((uintptr_t)nx & 15) && nx[1] == (void *)pa_g.key);
 }
 
@@ -698,9 +698,10 @@ static void *pool_alloc_in(pa_arena *ar, size_t n, size_t align, size_t *usable,
             ar->pool = pa_pool_create(cap, pa_g.policy, PA_NOLOCK);
         if (ar->pool) {
             uintptr_t lo = (uintptr_t)pa_pool_base(ar->pool);
-            atomic_store_explicit(&ar->pool_hi, lo + pa_pool_capacity(ar->pool),
+            int i = (int)(ar - pa_g.arenas);
+            atomic_store_explicit(&pa_g.pool_range[i].hi, lo + pa_pool_capacity(ar->pool),
                                   memory_order_relaxed);
-            atomic_store_explicit(&ar->pool_lo, lo, memory_order_release);
+            atomic_store_explicit(&pa_g.pool_range[i].lo, lo, memory_order_release);
         }
     }
     if (ar->pool) {
