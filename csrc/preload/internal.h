@@ -33,6 +33,13 @@
 #define PA_SMALL_MAX 4096             /* largest size served by the size classes */
 #endif
 #define PA_NCLASSES_MAX 40
+/* A cache bin starts with room for two refill batches (at most 64 blocks); a bin that both
+ * overflows and needs refills (a thread that holds many blocks of one class at a time, and
+ * frees them itself) doubles its bound, up to this many bytes; one that overflows PA_BIN_DRY
+ * times in a row with no refill in between (a thread that now frees what others allocated)
+ * halves it again. */
+#define PA_BIN_BYTES ((uint32_t)32 << 10)
+#define PA_BIN_DRY 8
 #ifndef PA_SPAN_SHIFT
 #define PA_SPAN_SHIFT 14              /* 16 KiB spans (see docs/preload.md) */
 #endif
@@ -74,7 +81,8 @@ typedef struct pa_span {
 typedef struct pa_bin {
     void *head;              /* singly linked through word 0; word 1 holds g.key */
     uint32_t count;
-    uint32_t max;
+    uint16_t max;            /* bound on count: cls_max..cls_cap (PA_BIN_BYTES) */
+    uint16_t dry;            /* overflows in a row with no refill in between */
 } pa_bin;
 
 enum { TC_NEW = 0, TC_LIVE = 1, TC_DEAD = 2 };
@@ -96,6 +104,7 @@ typedef struct pa_tcache {
     uint8_t state;           /* TC_* */
     uint8_t arena;
     uint8_t in_init;         /* this thread is running the global init */
+    uint64_t refilled;       /* bit c: bin c was refilled since it last overflowed */
     uint32_t trace_tid;      /* thread number in the trace, 0 = not yet assigned */
     pa_tcount cnt;
     void *quar[PA_QUARANTINE]; /* PYALLOC_SECURE: freed blocks held back from reuse (ring) */
@@ -179,7 +188,8 @@ typedef struct pa_global {
     uint32_t cls_size[PA_NCLASSES_MAX];
     uint32_t cls_magic[PA_NCLASSES_MAX]; /* ceil(2^32 / size): offset / size by multiply */
     uint32_t cls_batch[PA_NCLASSES_MAX];
-    uint32_t cls_max[PA_NCLASSES_MAX];
+    uint32_t cls_max[PA_NCLASSES_MAX];   /* a cache bin's starting bound */
+    uint32_t cls_cap[PA_NCLASSES_MAX];   /* how far the bound may grow (PA_BIN_BYTES) */
     uint8_t lut[PA_SMALL_MAX / 16 + 1];  /* (n + 15) >> 4 -> class */
     pa_arena arenas[PA_MAX_ARENAS];
 } pa_global;

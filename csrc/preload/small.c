@@ -60,6 +60,7 @@ void pa_small_setup(void)
             batch = 32;
         pa_g.cls_batch[i] = batch;
         pa_g.cls_max[i] = 2 * batch;
+        pa_g.cls_cap[i] = PA_BIN_BYTES / sz > 2 * batch ? PA_BIN_BYTES / sz : 2 * batch;
     }
     for (int a = 0; a < pa_g.narenas; a++) {
         for (int i = 0; i < PA_NCLASSES_MAX; i++)
@@ -410,7 +411,11 @@ void *pa_small_alloc(pa_tcache *t, unsigned c)
         return p;
     }
     void *list;
-    uint32_t want = t->state == TC_LIVE ? pa_g.cls_batch[c] : 1;
+    uint32_t want = 1;
+    if (t->state == TC_LIVE) {
+        want = b->max / 2 > pa_g.cls_batch[c] ? b->max / 2 : pa_g.cls_batch[c];
+        t->refilled |= (uint64_t)1 << c;
+    }
     uint32_t got = refill(t->arena, c, want, &list);
     if (!got)
         return NULL;
@@ -476,8 +481,22 @@ int pa_small_free(pa_tcache *t, void *p)
         q[0] = pa_enc(q, b->head);
         q[1] = (void *)pa_g.key;
         b->head = q;
-        if (++b->count > b->max)
+        if (++b->count > b->max) {
+            uint64_t bit = (uint64_t)1 << c;
+            if (t->refilled & bit) {
+                t->refilled &= ~bit;
+                b->dry = 0;
+                if (b->max < pa_g.cls_cap[c]) {
+                    uint32_t m = 2u * b->max;
+                    b->max = (uint16_t)(m < pa_g.cls_cap[c] ? m : pa_g.cls_cap[c]);
+                    return PA_FREE_OK;
+                }
+            } else if (++b->dry >= PA_BIN_DRY && b->max > pa_g.cls_max[c]) {
+                b->dry = 0;
+                b->max = (uint16_t)(b->max / 2 > pa_g.cls_max[c] ? b->max / 2 : pa_g.cls_max[c]);
+            }
             bin_flush(t, (unsigned)c, b->max / 2);
+        }
         return PA_FREE_OK;
     }
     q[0] = pa_enc(q, NULL);
