@@ -97,7 +97,7 @@ static pa_node *balance(pa_node *n)
  * those reads were most of the cost of a fifo alloc+free pair. */
 /* Repairs path[floor..depth) (path[0] is the root) bottom-up after a change below
  * path[depth - 1], stopping at the first node that comes out unchanged. */
-static void fix_path(pa_index *ix, pa_node **path, int depth, int floor)
+static void fix_path(pa_tree *ix, pa_node **path, int depth, int floor)
 {
     while (depth > floor) {
         pa_node *t = path[--depth];
@@ -117,7 +117,7 @@ static void fix_path(pa_index *ix, pa_node **path, int depth, int floor)
     }
 }
 
-void pa_index_insert(pa_index *ix, pa_node *x)
+static void tree_insert(pa_tree *ix, int policy, pa_node *x)
 {
     pa_node *path[PA_MAX_DEPTH];
     int depth = 0;
@@ -128,14 +128,14 @@ void pa_index_insert(pa_index *ix, pa_node *x)
     while (*link) {
         pa_node *t = *link;
         path[depth++] = t;
-        link = cmp(ix->policy, x, t) < 0 ? &t->left : &t->right;
+        link = cmp(policy, x, t) < 0 ? &t->left : &t->right;
     }
     *link = x;
     ix->count++;
     fix_path(ix, path, depth, 0);
 }
 
-void pa_index_remove(pa_index *ix, pa_node *x)
+static void tree_remove(pa_tree *ix, int policy, pa_node *x)
 {
     pa_node *path[PA_MAX_DEPTH];
     int depth = 0;
@@ -143,7 +143,7 @@ void pa_index_remove(pa_index *ix, pa_node *x)
     while (*link && *link != x) {
         pa_node *t = *link;
         path[depth++] = t;
-        link = cmp(ix->policy, x, t) < 0 ? &t->left : &t->right;
+        link = cmp(policy, x, t) < 0 ? &t->left : &t->right;
     }
     if (!*link)
         return; /* not in the tree: cannot happen for a consistent pool */
@@ -175,7 +175,7 @@ void pa_index_remove(pa_index *ix, pa_node *x)
     fix_path(ix, path, xpos + 1, 0);
 }
 
-int pa_index_replace(pa_index *ix, pa_node *old, pa_node *nw)
+static int tree_replace(pa_tree *ix, int policy, pa_node *old, pa_node *nw)
 {
     pa_node *path[PA_MAX_DEPTH];
     int depth = 0;
@@ -184,7 +184,7 @@ int pa_index_replace(pa_index *ix, pa_node *old, pa_node *nw)
     while (*link != old) {
         pa_node *t = *link;
         path[depth++] = t;
-        if (cmp(ix->policy, old, t) < 0) {
+        if (cmp(policy, old, t) < 0) {
             succ = t;
             link = &t->left;
         } else {
@@ -194,17 +194,17 @@ int pa_index_replace(pa_index *ix, pa_node *old, pa_node *nw)
     }
     /* A block that shrank keeps its place under first fit and fifo; under best fit it sorts
      * earlier (check the node before it), under worst fit later (check the node after it). */
-    if (ix->policy == PA_BEST) {
+    if (policy == PA_BEST) {
         if (old->left)
             for (pred = old->left; pred->right; pred = pred->right)
                 ;
-        if (pred && cmp(ix->policy, pred, nw) >= 0)
+        if (pred && cmp(policy, pred, nw) >= 0)
             return -1;
-    } else if (ix->policy == PA_WORST) {
+    } else if (policy == PA_WORST) {
         if (old->right)
             for (succ = old->right; succ->left; succ = succ->left)
                 ;
-        if (succ && cmp(ix->policy, nw, succ) >= 0)
+        if (succ && cmp(policy, nw, succ) >= 0)
             return -1;
     }
     nw->left = old->left;
@@ -224,18 +224,11 @@ int pa_index_replace(pa_index *ix, pa_node *old, pa_node *nw)
     return 0;
 }
 
-void pa_index_init(pa_index *ix, int policy)
+/* First node of t in its order whose block is at least `need` bytes, or NULL; *corrupt set
+ * when the subtree maxima contradict the tree. */
+static pa_node *tree_find(const pa_tree *t, uint64_t need, int *corrupt)
 {
-    ix->root = NULL;
-    ix->count = 0;
-    ix->policy = policy;
-    ix->corrupt = 0;
-}
-
-
-pa_node *pa_index_find(pa_index *ix, uint64_t need)
-{
-    pa_node *n = ix->root;
+    pa_node *n = t->root;
     if (!n || n->max < need)
         return NULL;
     for (;;) {
@@ -246,10 +239,109 @@ pa_node *pa_index_find(pa_index *ix, uint64_t need)
         else if (node_size(n) >= need)
             return n;
         else if (!(n = n->right)) {
-            ix->corrupt = 1; /* a maximum promised a block that is not there */
+            *corrupt = 1; /* a maximum promised a block that is not there */
             return NULL;
         }
     }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+#define BIN_LIMIT ((uint64_t)PA_INDEX_BINS * PA_ALIGN)
+
+void pa_index_init(pa_index *ix, int policy)
+{
+    ix->main.root = NULL;
+    ix->main.count = 0;
+    ix->count = 0;
+    ix->policy = policy;
+    ix->binned = policy == PA_BEST || policy == PA_WORST;
+    ix->corrupt = 0;
+    ix->bits = 0;
+    for (int k = 0; k < PA_INDEX_BINS; k++) {
+        ix->bin[k].root = NULL;
+        ix->bin[k].count = 0;
+    }
+}
+
+/* The bin of a block of `size` bytes, or -1 for the main tree. */
+static inline int bin_of(const pa_index *ix, uint64_t size)
+{
+    return ix->binned && size < BIN_LIMIT ? (int)(size / PA_ALIGN) : -1;
+}
+
+void pa_index_insert(pa_index *ix, pa_node *x)
+{
+    int k = bin_of(ix, node_size(x));
+    ix->count++;
+    if (k < 0) {
+        tree_insert(&ix->main, ix->policy, x);
+        return;
+    }
+    tree_insert(&ix->bin[k], PA_FIRST, x);
+    ix->bits |= (uint64_t)1 << k;
+}
+
+void pa_index_remove(pa_index *ix, pa_node *x)
+{
+    int k = bin_of(ix, node_size(x));
+    ix->count--;
+    if (k < 0) {
+        tree_remove(&ix->main, ix->policy, x);
+        return;
+    }
+    tree_remove(&ix->bin[k], PA_FIRST, x);
+    if (!ix->bin[k].root)
+        ix->bits &= ~((uint64_t)1 << k);
+}
+
+int pa_index_replace(pa_index *ix, pa_node *old, pa_node *nw)
+{
+    if (bin_of(ix, node_size(old)) >= 0 || bin_of(ix, node_size(nw)) >= 0)
+        return -1; /* a bin holds one size: a block that shrank moves */
+    return tree_replace(&ix->main, ix->policy, old, nw);
+}
+
+/* The lowest-address block of bin k (its bit is set). */
+static pa_node *bin_first(pa_index *ix, int k)
+{
+    pa_node *n = ix->bin[k].root;
+    if (!n) {
+        ix->corrupt = 1; /* the bitmap promised a block */
+        return NULL;
+    }
+    while (n->left)
+        n = n->left;
+    return n;
+}
+
+pa_node *pa_index_find(pa_index *ix, uint64_t need)
+{
+    if (!ix->binned)
+        return tree_find(&ix->main, need, &ix->corrupt);
+    uint64_t k = (need + PA_ALIGN - 1) / PA_ALIGN;
+    if (ix->policy == PA_BEST) {
+        uint64_t m = k < PA_INDEX_BINS ? ix->bits & (~(uint64_t)0 << k) : 0;
+        if (m)
+            return bin_first(ix, __builtin_ctzll(m));
+        return tree_find(&ix->main, need, &ix->corrupt);
+    }
+    /* Worst fit: the main tree's blocks are all larger than any bin's. */
+    if (ix->main.root)
+        return tree_find(&ix->main, need, &ix->corrupt);
+    if (ix->bits) {
+        int top = 63 - __builtin_clzll(ix->bits);
+        if ((uint64_t)top >= k)
+            return bin_first(ix, top);
+    }
+    return NULL;
+}
+
+pa_node *pa_index_any(const pa_index *ix)
+{
+    if (ix->main.root)
+        return ix->main.root;
+    return ix->bits ? ix->bin[__builtin_ctzll(ix->bits)].root : NULL;
 }
 
 static int check(int policy, const pa_node *n, const pa_node *lo, const pa_node *hi,
@@ -283,11 +375,34 @@ static int check(int policy, const pa_node *n, const pa_node *lo, const pa_node 
     return 0;
 }
 
+/* Every block of n's subtree is lo <= size < hi bytes. */
+static int sizes_in(const pa_node *n, uint64_t lo, uint64_t hi)
+{
+    for (; n; n = n->right) {
+        uint64_t sz = node_size(n);
+        if (sz < lo || sz >= hi || !sizes_in(n->left, lo, hi))
+            return 0;
+    }
+    return 1;
+}
+
 int pa_index_check(const pa_index *ix)
 {
     size_t count = 0;
-    int rc = check(ix->policy, ix->root, NULL, NULL, &count);
+    int rc = check(ix->policy, ix->main.root, NULL, NULL, &count);
     if (rc)
         return rc;
+    if (ix->binned && !sizes_in(ix->main.root, BIN_LIMIT, UINT64_MAX))
+        return 6; /* a small block in the main tree */
+    for (int k = 0; k < PA_INDEX_BINS; k++) {
+        const pa_node *r = ix->bin[k].root;
+        if (!!r != !!(ix->bits & ((uint64_t)1 << k)))
+            return 7;
+        if (r && (!ix->binned || !sizes_in(r, (uint64_t)k * PA_ALIGN, (uint64_t)(k + 1) * PA_ALIGN)))
+            return 6; /* a block in the wrong bin */
+        rc = check(PA_FIRST, r, NULL, NULL, &count);
+        if (rc)
+            return rc;
+    }
     return count == ix->count ? 0 : 5;
 }

@@ -217,7 +217,7 @@ static inline pa_node *find_fit(pa_pool *p, uint64_t need)
         }
     } else if (p->index.corrupt) {
         p->index.corrupt = 0;
-        corrupted("corrupted free index", p->index.root);
+        corrupted("corrupted free index", pa_index_any(&p->index));
         return NULL;
     }
     if (!n && top_free(p) && pa_bsize(p->tail) >= need)
@@ -597,7 +597,9 @@ static void *do_alloc_aligned(pa_pool *p, size_t n, size_t align, size_t *usable
     return r;
 }
 
-int pa_pool_free(pa_pool *p, void *ptr)
+int pa_pool_free(pa_pool *p, void *ptr) { return pa_pool_free_ex(p, ptr, NULL); }
+
+int pa_pool_free_ex(pa_pool *p, void *ptr, size_t *usable)
 {
     if (!ptr)
         return 0;
@@ -610,6 +612,8 @@ int pa_pool_free(pa_pool *p, void *ptr)
         return -1;
     }
     uint64_t size = pa_bsize(b);
+    if (usable)
+        *usable = size - PA_HEADER;
     p->used -= size - PA_HEADER;
     p->live_blocks--;
     p->frees++;
@@ -866,6 +870,8 @@ static const char *const check_messages[] = {
     "free index: unbalanced",
     "free index: wrong subtree max",
     "free index: node count differs",
+    "free index: a block in the wrong size bin or tree",
+    "free index: the size-bin bitmap disagrees with the bins",
 };
 
 const char *pa_check_message(int code)

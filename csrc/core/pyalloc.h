@@ -112,6 +112,8 @@ void *pa_pool_alloc_ex(pa_pool *pool, size_t n, size_t align, size_t *usable);
  * (foreign pointer, interior pointer, double free); the pool is left untouched then.
  * p == NULL returns 0. */
 int pa_pool_free(pa_pool *pool, void *p);
+/* pa_pool_free that also gives the freed block's usable size (untouched on failure). */
+int pa_pool_free_ex(pa_pool *pool, void *p, size_t *usable);
 /* Resizes a block, in place when it shrinks or when the next block is free and large enough;
  * otherwise allocates a new block by the policy, copies and frees the old one. Returns the
  * (possibly moved) block; NULL with errno ENOMEM (the old block is intact) or EINVAL (p not

@@ -789,18 +789,22 @@ static int route_free(pa_tcache *t, void *p, size_t *usable)
             return PA_FREE_OK;
         pthread_mutex_lock(&ar->pool_lock);
         mremote_check(ar);
-        size_t u = pa_pool_usable_size(ar->pool, p);
-        if (usable)
-            *usable = u;
         pool_sync_trim(ar);
         int rc;
-        if (u) {
+        size_t u = 0;
+        if (!pa_g.tcache) { /* no medium cache: one lookup of the block */
+            rc = pa_pool_free_ex(ar->pool, p, &u) == 0 ? PA_FREE_OK
+                 : pa_pool_ptr_state(ar->pool, p) == PA_PTR_FREE ? PA_FREE_DOUBLE
+                                                                 : PA_FREE_INVALID;
+        } else if ((u = pa_pool_usable_size(ar->pool, p)) != 0) {
             int cached = pa_g.tcache && u > PA_SMALL_MAX ? mcache_put(ar, p, u) : 0;
             rc = cached < 0 ? PA_FREE_DOUBLE
                  : cached || pa_pool_free(ar->pool, p) == 0 ? PA_FREE_OK : PA_FREE_INVALID;
         } else {
             rc = pa_pool_ptr_state(ar->pool, p) == PA_PTR_FREE ? PA_FREE_DOUBLE : PA_FREE_INVALID;
         }
+        if (usable)
+            *usable = u;
         pool_note(ar);
         pthread_mutex_unlock(&ar->pool_lock);
         return rc;
