@@ -25,6 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pyalloc.h"
+
 /* The first two words are plain numbers, not links: a use-after-free write into the start
  * of a free block (the usual place, a struct's first fields) cannot make the tree lead an
  * allocation to an address of the writer's choosing. */
@@ -74,7 +76,7 @@ static inline uint64_t pa_index_max(const pa_index *ix)
 {
     if (ix->main.root)
         return ix->main.root->max;
-    return ix->bits ? (uint64_t)(63 - __builtin_clzll(ix->bits)) * 16 : 0;
+    return ix->bits ? (uint64_t)(63 - __builtin_clzll(ix->bits)) * PA_ALIGN : 0;
 }
 /* Some node of the index, for a corruption report (NULL if empty). */
 pa_node *pa_index_any(const pa_index *ix);
