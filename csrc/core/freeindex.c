@@ -131,7 +131,6 @@ static void tree_insert(pa_tree *ix, int policy, pa_node *x)
         link = cmp(policy, x, t) < 0 ? &t->left : &t->right;
     }
     *link = x;
-    ix->count++;
     fix_path(ix, path, depth, 0);
 }
 
@@ -147,7 +146,6 @@ static void tree_remove(pa_tree *ix, int policy, pa_node *x)
     }
     if (!*link)
         return; /* not in the tree: cannot happen for a consistent pool */
-    ix->count--;
     if (!x->left || !x->right) {
         *link = x->left ? x->left : x->right;
         fix_path(ix, path, depth, 0);
@@ -252,16 +250,13 @@ static pa_node *tree_find(const pa_tree *t, uint64_t need, int *corrupt)
 void pa_index_init(pa_index *ix, int policy)
 {
     ix->main.root = NULL;
-    ix->main.count = 0;
     ix->count = 0;
     ix->policy = policy;
     ix->binned = policy == PA_BEST || policy == PA_WORST;
     ix->corrupt = 0;
     ix->bits = 0;
-    for (int k = 0; k < PA_INDEX_BINS; k++) {
+    for (int k = 0; k < PA_INDEX_BINS; k++)
         ix->bin[k].root = NULL;
-        ix->bin[k].count = 0;
-    }
 }
 
 /* The bin of a block of `size` bytes, or -1 for the main tree. */

@@ -43,7 +43,6 @@ _Static_assert(sizeof(pa_node) <= 48, "pa_node must fit a 64-byte block before i
 
 typedef struct pa_tree {
     pa_node *root;
-    size_t count;
 } pa_tree;
 
 #define PA_INDEX_BINS 64 /* exact-size bins: total sizes k * PA_ALIGN for k < 64 */

@@ -104,8 +104,8 @@ typedef struct pa_tcache {
     uint8_t state;           /* TC_* */
     uint8_t arena;
     uint8_t in_init;         /* this thread is running the global init */
-    uint64_t refilled;       /* bit c: bin c was refilled since it last overflowed */
     uint32_t trace_tid;      /* thread number in the trace, 0 = not yet assigned */
+    uint64_t refilled;       /* bit c: bin c was refilled since it last overflowed */
     pa_tcount cnt;
     void *quar[PA_QUARANTINE]; /* PYALLOC_SECURE: freed blocks held back from reuse (ring) */
     uint32_t qhead, qcount;

@@ -559,8 +559,9 @@ static inline int mclass_floor(size_t usable)
 /* A decoded medium-cache link: NULL, or an aligned block of this arena's pool marked free. */
 static inline int mcache_link_ok(const pa_arena *ar, void **nx)
 {
-    uintptr_t lo = pa_g.pool_range[ar - pa_g.arenas].lo;
-    return !nx || ((uintptr_t)nx - lo < pa_g.pool_range[ar - pa_g.arenas].hi - lo &&
+    long i = ar - pa_g.arenas;
+    uintptr_t lo = pa_g.pool_range[i].lo, hi = pa_g.pool_range[i].hi;
+    return !nx || ((uintptr_t)nx - lo < hi - lo &&
                    !((uintptr_t)nx & 15) && nx[1] == (void *)pa_g.key);
 }
 
@@ -797,7 +798,7 @@ static int route_free(pa_tcache *t, void *p, size_t *usable)
                  : pa_pool_ptr_state(ar->pool, p) == PA_PTR_FREE ? PA_FREE_DOUBLE
                                                                  : PA_FREE_INVALID;
         } else if ((u = pa_pool_usable_size(ar->pool, p)) != 0) {
-            int cached = pa_g.tcache && u > PA_SMALL_MAX ? mcache_put(ar, p, u) : 0;
+            int cached = u > PA_SMALL_MAX ? mcache_put(ar, p, u) : 0;
             rc = cached < 0 ? PA_FREE_DOUBLE
                  : cached || pa_pool_free(ar->pool, p) == 0 ? PA_FREE_OK : PA_FREE_INVALID;
         } else {
