@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 PRELOAD_ANNOTATION = "org.pyalloc.preload"
 INIT_ANNOTATION = "org.pycontain.init"
 
-SUPPORTED_NAMESPACES = ("pid", "network", "ipc", "uts", "mount", "cgroup")
+SUPPORTED_NAMESPACES = ("pid", "network", "ipc", "uts", "mount", "cgroup", "user")
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
               "poststop")
 
@@ -117,14 +117,11 @@ def check_config(cfg: Dict[str, Any], driver_version: int) -> List[str]:
         warnings.append(f"linux.{k} is not supported (ignored)")
     for ns in linux.get("namespaces") or []:
         kind = ns.get("type")
-        if kind == "user":
-            raise OciError("user namespaces (rootless / idmapped containers) are not supported")
         if kind not in SUPPORTED_NAMESPACES:
             raise OciError(f"namespace type {kind!r} is not supported")
         if ns.get("path") and not os.path.exists(ns["path"]):
             raise OciError(f"namespace path {ns['path']} does not exist")
-    if linux.get("uidMappings") or linux.get("gidMappings"):
-        raise OciError("uid/gid mappings need a user namespace, which is not supported")
+    _check_user_namespace(cfg, linux, warnings)
     _check_mount_namespace(cfg, linux, warnings)
     res = linux.get("resources") or {}
     for k, v in res.items():
@@ -185,6 +182,45 @@ def check_config(cfg: Dict[str, Any], driver_version: int) -> List[str]:
             if not str(h.get("path", "")).startswith("/"):
                 raise OciError(f"{kind} hook path must be absolute: {h.get('path')!r}")
     return warnings
+
+
+def _check_user_namespace(cfg: Dict[str, Any], linux: Dict[str, Any],
+                          warnings: List[str]) -> None:
+    """A new user namespace needs both maps (the kernel's rule, and runc's); maps without a
+    user namespace, a process user they do not map, or ranges the kernel would refuse are
+    refused here with the reason, before anything is created."""
+    from pycontain.runtime import userns
+
+    kinds = [n.get("type") for n in linux.get("namespaces") or []]
+    if kinds.count("user") > 1:
+        raise OciError("linux.namespaces lists the user namespace twice")
+    user = next((n for n in linux.get("namespaces") or [] if n.get("type") == "user"), None)
+    try:
+        uids = userns.parse_mappings(linux.get("uidMappings"), "linux.uidMappings")
+        gids = userns.parse_mappings(linux.get("gidMappings"), "linux.gidMappings")
+    except ContainerError as e:
+        raise OciError(str(e)) from None
+    if user is None:
+        if uids or gids:
+            raise OciError("linux.uidMappings/gidMappings are set but linux.namespaces has no "
+                           "user namespace")
+        return
+    if user.get("path"):
+        if uids or gids:
+            warnings.append("linux.uidMappings/gidMappings are ignored: the user namespace "
+                            f"is joined ({user['path']}) with the maps it has")
+        return
+    if not uids or not gids:
+        raise OciError("a new user namespace needs linux.uidMappings and linux.gidMappings")
+    proc_user = (cfg.get("process") or {}).get("user") or {}
+    for key, maps in (("uid", uids), ("gid", gids)):
+        wanted = int(proc_user.get(key, 0) or 0)
+        if not userns.maps_inside(maps, wanted):
+            raise OciError(f"process.user.{key} {wanted} is not mapped in the user namespace")
+    for g in proc_user.get("additionalGids") or []:
+        if not userns.maps_inside(gids, int(g)):
+            raise OciError(f"process.user.additionalGids: {g} is not mapped in the user "
+                           "namespace")
 
 
 def _refused(key: str, value: Any) -> bool:

@@ -126,6 +126,20 @@ def mount_overlay_fd(lowers: Sequence[str], upper: str, work: str, target: str) 
         raise _fail(f"fsmount(overlay, {len(keep)} layers -> {target})")
 
 
+def open_tree(path: str, recursive: bool) -> int:
+    """A detached copy of the mount at ``path`` (with its submounts if ``recursive``)."""
+    fd = int(lib.pyc_open_tree(path.encode(), 1 if recursive else 0))
+    if fd < 0:
+        raise _fail(f"open_tree({path})")
+    return fd
+
+
+def move_mount(fd: int, target: str) -> None:
+    """Attach the detached mount ``fd`` at ``target``."""
+    if lib.pyc_move_mount(fd, target.encode()) < 0:
+        raise _fail(f"move_mount(-> {target})")
+
+
 def umount2(target: str, flags: int = 0) -> None:
     if lib.umount2(target.encode(), flags) < 0:
         raise _fail(f"umount2({target})")
@@ -204,6 +218,15 @@ def seccomp_load_bpf(prog: bytes, flags: int = 0) -> None:
 def close_from(lowfd: int) -> None:
     """Close every file descriptor >= lowfd (close_range)."""
     lib.pyc_close_from(lowfd)
+
+
+def clone_parent() -> int:
+    """fork(2) with CLONE_PARENT: the child is a child of this process's parent. Only from a
+    single-threaded process (a fresh fork); returns 0 in the child, its pid here."""
+    pid = int(lib.pyc_clone_parent())
+    if pid < 0:
+        raise _fail("clone(CLONE_PARENT)")
+    return pid
 
 
 def execute(

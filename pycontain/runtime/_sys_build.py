@@ -79,6 +79,9 @@ int pyc_drop_caps(uint64_t bounding, uint64_t effective, uint64_t permitted,
                   uint64_t inheritable);
 int pyc_cloexec_from(int lowfd);
 int pyc_close_from(int lowfd);
+long pyc_clone_parent(void);
+int pyc_open_tree(const char *path, int recursive);
+int pyc_move_mount(int fd, const char *target);
 int pyc_seccomp_load_bpf(const char *prog, size_t len, unsigned int flags);
 int pyc_exec(const char *path, char *const argv[], char *const envp[], int errfd, int as_init,
              int keep_fds);
@@ -138,6 +141,16 @@ static int pyc_seccomp_load_bpf(const char *prog, size_t len, unsigned int flags
     return (int)syscall(SYS_seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, flags, &fprog);
 }
 
+/* fork(), except that the child's parent is the caller's parent (CLONE_PARENT), as runc's
+   nsexec does for the container's init: the process that unshared the user and pid
+   namespaces forks the container's PID 1 as a sibling, so that the launcher waits for it
+   directly. Only called from a single-threaded child (no locks can be held by other threads);
+   returns 0 in the child, its pid in the caller, -1 with errno on failure. */
+static long pyc_clone_parent(void)
+{
+    return syscall(SYS_clone, (unsigned long)(CLONE_PARENT | SIGCHLD), 0UL, 0UL, 0UL, 0UL);
+}
+
 static int pyc_pivot_root(const char *new_root, const char *put_old)
 {
     return (int)syscall(SYS_pivot_root, new_root, put_old);
@@ -158,6 +171,35 @@ static int pyc_pivot_root(const char *new_root, const char *put_old)
 #define FSOPEN_CLOEXEC 0x00000001
 #define FSMOUNT_CLOEXEC 0x00000001
 #endif
+/* A detached copy of the mount tree at path (open_tree OPEN_TREE_CLONE, recursive for
+   rbind), to be attached later with pyc_move_mount, possibly in another mount namespace. */
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+static int pyc_open_tree(const char *path, int recursive)
+{
+#ifdef SYS_open_tree
+    return (int)syscall(SYS_open_tree, AT_FDCWD, path,
+                        OPEN_TREE_CLONE | O_CLOEXEC | (recursive ? AT_RECURSIVE : 0));
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+static int pyc_move_mount(int fd, const char *target)
+{
+#ifdef SYS_move_mount
+    return (int)syscall(SYS_move_mount, fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
 static int pyc_mount_overlay(const char *const lowers[], int nlowers, const char *upper,
                              const char *work, const char *target)
 {

@@ -115,6 +115,8 @@ class Container:
             import select  # noqa: F401 - for the child, past pivot_root
 
             parent_fd = os.pidfd_open(os.getpid())
+        if any(n.type == "user" for n in spec.linux.namespaces):
+            return self._fork_userns(spec, state, procs, stdio, launch, parent_fd, errr, errw)
         new_pid_ns = spec.linux.has_namespace("pid")
         join_pid = next((n.path for n in spec.linux.namespaces if n.type == "pid" and n.path), "")
         nsfd = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC) \
@@ -147,6 +149,67 @@ class Container:
                     os.close(fd)
             os.close(errw)
         return pid, errr
+
+    def _fork_userns(self, spec: Spec, state: Dict[str, Any], procs_files: Any,
+                     stdio: Optional[Tuple[int, int, int]], launch: Optional[Launch],
+                     parent_fd: int, errr: int, errw: int) -> Tuple[int, int]:
+        """_fork for a container with a user namespace: a first child enters it (and the pid
+        namespace) and forks PID 1 as our child (process.py's ``_user_stage``); meanwhile
+        this process writes the id maps when asked. Returns PID 1's pid and the error pipe;
+        if the first child failed, its own pid (reaped by the caller) instead."""
+        from pycontain.runtime import userns
+        from pycontain.runtime.process import _user_stage
+
+        c2p = p2c = (-1, -1)
+        first = 0
+        try:
+            uid_maps = userns.parse_mappings(spec.linux.uid_mappings, "linux.uidMappings")
+            gid_maps = userns.parse_mappings(spec.linux.gid_mappings, "linux.gidMappings")
+            c2p, p2c = os.pipe(), os.pipe()
+            with _sys.NonDumpable():
+                first = os.fork()
+            if first == 0:
+                os.close(errr)
+                os.close(c2p[0])
+                os.close(p2c[1])
+                _user_stage(spec, state, procs_files, errw, stdio, launch, parent_fd,
+                            (p2c[0], c2p[1]))
+                os._exit(125)  # not reached
+            os.close(c2p[1])
+            os.close(p2c[0])
+            c2p, p2c = (c2p[0], -1), (-1, p2c[1])
+            pid1 = 0
+            while True:
+                msg = os.read(c2p[0], 64)
+                if not msg:
+                    break
+                if msg == b"U":
+                    try:
+                        userns.write_maps(first, uid_maps, gid_maps)
+                        reply = b"K"
+                    except ContainerError as e:
+                        reply = str(e).encode()
+                    os.write(p2c[1], reply)
+                elif msg.startswith(b"P"):
+                    pid1 = int(msg[1:])
+            if not pid1:
+                return first, errr
+            procs.waitpid(first)
+            return pid1, errr
+        except BaseException:
+            if first > 0:
+                try:
+                    os.kill(first, signal.SIGKILL)
+                    procs.waitpid(first)
+                except OSError:
+                    pass
+            os.close(errr)
+            raise
+        finally:
+            for fd in (*c2p, *p2c, parent_fd):
+                if fd >= 0:
+                    os.close(fd)
+            os.close(errw)
 
     def _spawn(self, stdio: Optional[Tuple[int, int, int]] = None) -> int:
         """Fork the container's PID 1 and wait until the workload is exec'd. Returns its pid."""

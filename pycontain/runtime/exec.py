@@ -29,6 +29,17 @@ if TYPE_CHECKING:
 JOINED = ("ipc", "uts", "network", "cgroup", "pid", "mount")
 
 
+def _other_ns(pid: int, kind: str) -> bool:
+    """True if process ``pid`` is in a namespace of this kind other than ours."""
+    name = _sys.NAMESPACE_PROC[kind]
+    try:
+        theirs = os.stat(f"/proc/{pid}/ns/{name}")
+        ours = os.stat(f"/proc/self/ns/{name}")
+    except OSError:
+        return False
+    return (theirs.st_dev, theirs.st_ino) != (ours.st_dev, ours.st_ino)
+
+
 def exec_in(container: Container, command: Sequence[str],
             env: Union[Sequence[str], Dict[str, str], None], workdir: Optional[str],
             stdio: Tuple[StdioArg, StdioArg, StdioArg], capture_output: bool, *,
@@ -50,7 +61,13 @@ def exec_in(container: Container, command: Sequence[str],
     out_fd = err_fd = -1
     errr = errw = -1
     try:
-        for kind in JOINED:
+        kinds = JOINED
+        if _other_ns(pid, "user"):
+            # The user namespace first: the others are its own, and the command must hold
+            # the container's ids and capabilities, never the host's. Namespaces the
+            # container shares with us are not joined (in the user namespace we could not).
+            kinds = ("user", *(k for k in JOINED if k == "pid" or _other_ns(pid, k)))
+        for kind in kinds:
             procname = _sys.NAMESPACE_PROC[kind]
             try:
                 fd = os.open(f"/proc/{pid}/ns/{procname}", os.O_RDONLY | os.O_CLOEXEC)

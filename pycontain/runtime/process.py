@@ -69,7 +69,10 @@ def _which(cmd: str, path: str) -> Optional[str]:
 
 def _child(spec: Spec, state: Dict[str, Any], procs_files: List[str], errw: int,
            stdio: Optional[Tuple[int, int, int]], launch: Optional[Launch] = None,
-           parent_fd: int = -1) -> None:
+           parent_fd: int = -1, staged: bool = False) -> None:
+    """The container's PID 1 from its fork to the exec. ``staged``: the user stage (below)
+    has already joined the cgroup, opened the fifo and entered the namespaces given by path
+    and the user namespace."""
     try:
         _die_with_parent(parent_fd)
         if stdio is not None:
@@ -77,19 +80,13 @@ def _child(spec: Spec, state: Dict[str, Any], procs_files: List[str], errw: int,
                 if fd != target:
                     os.dup2(fd, target)
         os.setsid()
-        for f in procs_files:  # join the cgroup first: everything below is accounted
-            fd = os.open(f, os.O_WRONLY | os.O_CLOEXEC)
-            os.write(fd, b"0")
-            os.close(fd)
-        if spec.process.oom_score_adj is not None:
-            with open("/proc/self/oom_score_adj", "w") as f:
-                f.write(str(spec.process.oom_score_adj))
-        if launch is not None and launch.fifo:
-            launch.fifo_fds = _open_fifo(launch.fifo)
-        _current_caps()  # read now: /proc may be out of reach once namespaces are joined
+        if staged:
+            _current_caps()  # this process's own, in the user namespace
+        else:
+            _host_side_setup(spec, procs_files, launch)
         flags = 0
         for ns in spec.linux.namespaces:
-            if ns.type in ("pid", "user"):
+            if ns.type in ("pid", "user") or (staged and ns.path):
                 continue
             flag = _sys.NAMESPACE_FLAGS.get(ns.type)
             if flag is None:
@@ -120,6 +117,93 @@ def _child(spec: Spec, state: Dict[str, Any], procs_files: List[str], errw: int,
             os.write(errw, f"{getattr(e, 'exit_code', 125)}\t{msg}".encode())
         finally:
             os._exit(125)
+
+
+def _host_side_setup(spec: Spec, procs_files: List[str], launch: Optional[Launch]) -> None:
+    """What must happen with the launcher's credentials, before any namespace is entered:
+    join the cgroup (everything after is accounted), oom_score_adj, open the exec fifo."""
+    for f in procs_files:
+        fd = os.open(f, os.O_WRONLY | os.O_CLOEXEC)
+        os.write(fd, b"0")
+        os.close(fd)
+    if spec.process.oom_score_adj is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(spec.process.oom_score_adj))
+    if launch is not None and launch.fifo:
+        launch.fifo_fds = _open_fifo(launch.fifo)
+    _current_caps()  # read now: /proc may be out of reach once namespaces are joined
+
+
+def _user_stage(spec: Spec, state: Dict[str, Any], procs_files: List[str], errw: int,
+                stdio: Optional[Tuple[int, int, int]], launch: Optional[Launch],
+                parent_fd: int, chan: Tuple[int, int]) -> None:
+    """The first child of a container with a user namespace (runc's nsexec stages, in
+    Python): with the launcher's credentials it joins the cgroup and the namespaces given by
+    path, then enters the user namespace (joined by path, or new: it asks the launcher over
+    ``chan`` (read fd, write fd) to write the id maps and waits), becomes root in it and
+    unshares the pid namespace, so that both are owned by the user namespace, and forks the
+    container's PID 1 with CLONE_PARENT: a child of the launcher, which waits for it as for
+    any container. It sends "P<pid>" and exits; PID 1 goes on in :func:`_child`."""
+    rfd, wfd = chan
+    try:
+        _die_with_parent(parent_fd)
+        _host_side_setup(spec, procs_files, launch)
+        _rootfs.clone_bind_sources(spec.mounts)
+        user = next(n for n in spec.linux.namespaces if n.type == "user")
+        joined = [n for n in spec.linux.namespaces if n.path and n.type != "user"]
+        if user.path:
+            _setns_path(user.path, _sys.CLONE_NEWUSER)
+        for ns in joined:  # still privileged where they were made
+            _setns_path(ns.path, _sys.NAMESPACE_FLAGS[ns.type])
+        if not user.path:
+            _sys.unshare(_sys.CLONE_NEWUSER)
+            unprivileged = os.geteuid() != 0
+            if unprivileged:  # /proc/PID/*_map must be the user's for them to be written
+                _sys.prctl(_sys.PR_SET_DUMPABLE, 1)
+            os.write(wfd, b"U")
+            reply = os.read(rfd, 65536)
+            _sys.prctl(_sys.PR_SET_DUMPABLE, 0)
+            if reply != b"K":
+                raise ContainerError(reply.decode(errors="replace") or "no user namespace map")
+        _become_root()
+        _sys.prctl(_sys.PR_SET_DUMPABLE, 0)  # a credential change may have reset it
+        if spec.linux.has_namespace("pid"):
+            _sys.unshare(_sys.CLONE_NEWPID)
+        pid = _sys.clone_parent()
+        if pid == 0:
+            os.close(rfd)
+            os.close(wfd)
+            _child(spec, state, [], errw, stdio, launch, -1, staged=True)
+            os._exit(125)  # not reached
+        os.write(wfd, b"P%d" % pid)
+        os._exit(0)
+    except BaseException as e:
+        try:
+            os.write(errw, f"{getattr(e, 'exit_code', 125)}\t{_describe(e)}".encode())
+        finally:
+            os._exit(125)
+
+
+def _setns_path(path: str, flag: int) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _sys.setns(fd, flag, path)
+    finally:
+        os.close(fd)
+
+
+def _become_root() -> None:
+    """Root of the user namespace just entered, where 0 is mapped (files the setup creates
+    need a mapped owner); supplementary groups dropped where setgroups is allowed."""
+    for call in (lambda: os.setresgid(0, 0, 0), lambda: os.setresuid(0, 0, 0)):
+        try:
+            call()
+        except OSError:  # 0 is not mapped: keep the ids the map gives
+            pass
+    try:
+        os.setgroups([])
+    except OSError:  # setgroups is "deny" in this namespace
+        pass
 
 
 _PARENT_FD = [-1]
@@ -340,6 +424,25 @@ def _apply_rlimits(spec: Spec) -> None:
         resource.setrlimit(key, (rl.soft, rl.hard))
 
 
+def _set_groups(gids: List[int]) -> None:
+    try:
+        os.setgroups(gids)
+    except PermissionError:
+        # A user namespace whose setgroups is "deny" (an unprivileged single-id map) has no
+        # supplementary groups to drop; asking for some there cannot be honoured.
+        if gids or _setgroups_allowed():
+            raise ContainerError(f"cannot set supplementary groups {gids}: setgroups is "
+                                 "denied in this user namespace") from None
+
+
+def _setgroups_allowed() -> bool:
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() != "deny"
+    except OSError:
+        return True
+
+
 _CAPS: List[Any] = []  # [(pid, caps)]
 
 
@@ -393,8 +496,9 @@ def _exec_process(spec: Spec, errw: int, as_init: bool, launch: Optional[Launch]
     uid, gid = proc.user.uid, proc.user.gid
     if caps is not None:
         _sys.drop_caps(caps_mask(caps.bounding), *_current_caps())
-    os.setgroups(list(proc.user.additional_gids))
-    if uid != 0 or gid != 0:
+    _set_groups(list(proc.user.additional_gids))
+    # (also when both are 0: a process that joined a user namespace holds unmapped ids)
+    if uid != 0 or gid != 0 or os.getresuid() != (0, 0, 0) or os.getresgid() != (0, 0, 0):
         if caps is not None and uid != 0:
             _sys.prctl(_PR_SET_KEEPCAPS, 1)
         os.setresgid(gid, gid, gid)

@@ -18,7 +18,7 @@ from pycontain.runtime.spec import DEFAULT_DEVICES, Device, Mount
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, List, Optional, Tuple
+    from typing import Any, Dict, List, Optional, Tuple
 
 _FLAGS = {
     "ro": (True, _sys.MS_RDONLY), "rw": (False, _sys.MS_RDONLY),
@@ -101,6 +101,27 @@ def _ensure(path: str, is_dir: bool) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
 
 
+# statvfs flags (ST_*) of what a parent mount namespace locks on a mount, as mount flags.
+_LOCKABLE = ((1, _sys.MS_RDONLY), (2, _sys.MS_NOSUID), (4, _sys.MS_NODEV), (8, _sys.MS_NOEXEC),
+             (1024, _sys.MS_NOATIME), (2048, _sys.MS_NODIRATIME), (4096, _sys.MS_RELATIME))
+
+
+def remount_bind(target: str, flags: int) -> None:
+    """Remount the bind mount ``target`` with ``flags``. In a user namespace the flags the
+    mount had when it came from a more privileged mount namespace are locked and a remount
+    that drops one fails with EPERM: then the mount's current flags are kept (runc's rule)."""
+    base = _sys.MS_BIND | _sys.MS_REMOUNT
+    try:
+        _sys.mount(None, target, None, base | flags)
+    except PermissionError:
+        st = os.statvfs(target).f_flag
+        locked = 0
+        for bit, ms in _LOCKABLE:
+            if st & bit:
+                locked |= ms
+        _sys.mount(None, target, None, base | flags | locked)
+
+
 def make_private() -> None:
     _sys.mount(None, "/", None, _sys.MS_REC | _sys.MS_PRIVATE)
 
@@ -147,28 +168,58 @@ def bind_self(path: str) -> None:
     _sys.mount(path, path, None, _sys.MS_BIND | _sys.MS_REC)
 
 
+# Bind mounts cloned (open_tree) before a user namespace was entered: id(mount) -> fd.
+_CLONED: Dict[int, int] = {}
+
+
+def _is_bind(m: Mount) -> bool:
+    return m.type == "bind" or "bind" in m.options or "rbind" in m.options
+
+
+def clone_bind_sources(mounts: List[Mount]) -> None:
+    """Clone every bind source while the host's credentials still apply: root of a user
+    namespace may be unable to reach a source the runtime was asked to bind (a directory of
+    mode 0700 on the way), so the mount is attached from a detached copy made now (runc's
+    and crun's mount fds). Sources that cannot be cloned are bound by path as usual."""
+    for m in mounts:
+        if _is_bind(m) and m.source and id(m) not in _CLONED:
+            try:
+                _CLONED[id(m)] = _sys.open_tree(m.source, "rbind" in m.options)
+            except OSError:
+                continue
+
+
 def mount_one(root: str, m: Mount) -> None:
     """Mount ``m`` at its destination under ``root`` (sources of binds are host paths)."""
     flags, prop, data = parse_options(m.options)
     target = secure_join(root, m.destination)
     is_bind = m.type == "bind" or bool(flags & _sys.MS_BIND)
     if is_bind:
-        src_is_dir = os.path.isdir(m.source)
-        if not os.path.exists(m.source):
-            raise FileNotFoundError(errno.ENOENT, f"bind source {m.source} does not exist")
-        _ensure(target, src_is_dir)
-        _sys.mount(m.source, target, None, _sys.MS_BIND | (flags & _sys.MS_REC))
+        cloned = _CLONED.pop(id(m), -1)
+        try:
+            st = os.stat(cloned) if cloned >= 0 else os.stat(m.source)
+        except OSError:
+            raise FileNotFoundError(errno.ENOENT,
+                                    f"bind source {m.source} does not exist") from None
+        _ensure(target, stat.S_ISDIR(st.st_mode))
+        if cloned >= 0:
+            try:
+                _sys.move_mount(cloned, target)
+            finally:
+                os.close(cloned)
+        else:
+            _sys.mount(m.source, target, None, _sys.MS_BIND | (flags & _sys.MS_REC))
         # Bind mounts take their flags only from a remount.
         extra = flags & ~(_sys.MS_BIND | _sys.MS_REC | _sys.MS_REMOUNT)
         if extra:
-            _sys.mount(None, target, None, _sys.MS_BIND | _sys.MS_REMOUNT | extra)
+            remount_bind(target, extra)
     else:
         _ensure(target, True)
         below = -1
         if m.type == "tmpfs" and "tmpcopyup" in m.options:
             below = os.open(target, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            _sys.mount(m.source or m.type, target, m.type, flags, data or None)
+            _mount_fs(m, target, flags, data)
             if below >= 0:
                 copy_up(f"/proc/self/fd/{below}", target)
         finally:
@@ -176,6 +227,26 @@ def mount_one(root: str, m: Mount) -> None:
                 os.close(below)
     if prop:
         _sys.mount(None, target, None, prop)
+
+
+def _mount_fs(m: Mount, target: str, flags: int, data: str) -> None:
+    """mount(2) of a filesystem; in a user namespace, what only the namespaces' owner may
+    mount is bound from the host instead (as runc does rootless): sysfs without a network
+    namespace of the container's own, mqueue without an ipc namespace; a devpts ``gid=``
+    that the namespace does not map is left out."""
+    try:
+        _sys.mount(m.source or m.type, target, m.type, flags, data or None)
+    except PermissionError:
+        host = {"sysfs": "/sys", "mqueue": "/dev/mqueue"}.get(m.type)
+        if host is None or not os.path.isdir(host):
+            raise
+        _sys.mount(host, target, None, _sys.MS_BIND | _sys.MS_REC)
+        remount_bind(target, flags & ~(_sys.MS_BIND | _sys.MS_REC | _sys.MS_REMOUNT))
+    except OSError as e:
+        if e.errno != errno.EINVAL or m.type != "devpts" or "gid=" not in data:
+            raise
+        data = ",".join(o for o in data.split(",") if not o.startswith("gid="))
+        _sys.mount(m.source or m.type, target, m.type, flags, data or None)
 
 
 def copy_up(src: str, dst: str) -> None:
@@ -234,7 +305,7 @@ def mount_cgroup(root: str, m: Mount, cg: Any, own_cgroupns: bool) -> None:
             _sys.mount("cgroup2", target, "cgroup2", flags)
         else:
             _sys.mount(cg.path, target, None, _sys.MS_BIND)
-            _sys.mount(None, target, None, _sys.MS_BIND | _sys.MS_REMOUNT | flags)
+            remount_bind(target, flags)
         return
     _sys.mount("tmpfs", target, "tmpfs", _sys.MS_NOSUID | _sys.MS_NODEV | _sys.MS_NOEXEC,
                "mode=755")
@@ -246,7 +317,7 @@ def mount_cgroup(root: str, m: Mount, cg: Any, own_cgroupns: bool) -> None:
         sub = os.path.join(target, name)
         os.mkdir(sub, 0o755)
         _sys.mount(d, sub, None, _sys.MS_BIND)
-        _sys.mount(None, sub, None, _sys.MS_BIND | _sys.MS_REMOUNT | flags)
+        remount_bind(sub, flags)
         if "," in name:
             for part in name.split(","):
                 if not os.path.lexists(os.path.join(target, part)):
@@ -325,12 +396,11 @@ def readonly_paths(paths: List[str]) -> None:
         if not os.path.exists(p):
             continue
         _sys.mount(p, p, None, _sys.MS_BIND | _sys.MS_REC)
-        _sys.mount(None, p, None, _sys.MS_BIND | _sys.MS_REMOUNT | _sys.MS_RDONLY
-                   | _sys.MS_NOSUID | _sys.MS_NODEV | _sys.MS_NOEXEC)
+        remount_bind(p, _sys.MS_RDONLY | _sys.MS_NOSUID | _sys.MS_NODEV | _sys.MS_NOEXEC)
 
 
 def remount_root_readonly() -> None:
-    _sys.mount(None, "/", None, _sys.MS_BIND | _sys.MS_REMOUNT | _sys.MS_RDONLY)
+    remount_bind("/", _sys.MS_RDONLY)
 
 
 # Filesystems that cannot hold an overlayfs upper directory.

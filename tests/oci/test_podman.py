@@ -288,3 +288,35 @@ def test_pause_unpause(podman: Podman) -> None:
     finally:
         r = podman("rm", "--force", "--time", "0", "pyc-pause")
         assert r.returncode == 0, r.stderr.decode()
+
+
+def test_uidmap(podman: Podman) -> None:
+    """podman --uidmap: the runtime creates the user namespace with podman's maps (podman
+    prepares the image's files for them); root inside is 100000 outside."""
+    r = podman.run("--rm", "--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536", IMAGE,
+                   "sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; "
+                   "touch /made && ls -ln /made | tr -s ' ' | cut -d' ' -f3,4; "
+                   "sleep 0.2 & wait")
+    assert r.returncode == 0, r.stderr.decode()
+    lines = r.stdout.decode().split("\n")
+    assert lines[0].split() == ["0", "100000", "65536"], r.stdout
+    assert lines[1].split() == ["0", "100000", "65536"], r.stdout
+    assert lines[2:4] == ["0", "0 0"], r.stdout
+    # exec joins the container's user namespace: the same map, root inside, never the host's
+    name = "pyc-uidmap"
+    r = podman.run("-d", "--name", name, "--uidmap", "0:100000:65536", "--gidmap",
+                   "0:100000:65536", IMAGE, "sleep", "30")
+    assert r.returncode == 0, r.stderr.decode()
+    try:
+        r = podman("exec", name, "sh", "-c", "cat /proc/self/uid_map; id -u; "
+                   "cat /proc/self/status | grep -E '^(Uid|CapEff)'")
+        assert r.returncode == 0, r.stderr.decode()
+        out = r.stdout.decode().split("\n")
+        assert out[0].split() == ["0", "100000", "65536"], r.stdout
+        assert out[1] == "0"
+        pid = int(podman("inspect", "--format", "{{.State.Pid}}", name).stdout)
+        with open(f"/proc/{pid}/status") as f:  # seen from the host: uid 100000
+            uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
+        assert uids == ["100000"] * 4
+    finally:
+        podman("rm", "--force", "--time", "0", name)
