@@ -21,8 +21,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import List, Optional
 
-NEEDS_ROOT = {"run", "exec", "kill", "stop", "rm", "pause", "unpause", "update"}
-
 # verb -> (module under pycontain.cli, function)
 COMMANDS = {
     "run": ("containers", "cmd_run"), "exec": ("containers", "cmd_exec"),
@@ -46,9 +44,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         only = verb if argv and argv[0] == verb and verb in COMMANDS else None
         args = build_parser(only).parse_args(argv)
     try:
-        if args.verb in NEEDS_ROOT and os.geteuid() != 0:
-            raise _error("pycontain must run as root (rootless containers are not supported "
-                         "yet)")
         module, func = COMMANDS[args.verb]
         mod = __import__(f"pycontain.cli.{module}", fromlist=[func])
         return int(getattr(mod, func)(args))

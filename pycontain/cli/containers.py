@@ -36,7 +36,8 @@ def cmd_run(args: Any) -> int:
         memory_swap=args.memory_swap, pids=args.pids, cpus=args.cpus, hostname=args.hostname,
         net=args.net, env=args.env, volumes=args.volume, workdir=args.workdir,
         read_only=args.read_only, storage_size=_storage_size(args.storage_opt),
-        init=args.init, preload=args.preload, detach=args.detach, remove=args.rm)
+        init=args.init, preload=args.preload, detach=args.detach, remove=args.rm,
+        limit_fallback=args.limit_fallback)
     if args.detach:
         c.start()
         print(c.id)

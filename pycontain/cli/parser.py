@@ -61,6 +61,9 @@ def build_parser(only: Optional[str] = None) -> Any:
                        help="run the command under a minimal init (default) or as PID 1")
         r.add_argument("--preload", nargs="?", const="best", metavar="POLICY",
                        help="preload libpyalloc.so with POLICY (best|worst|first|fifo)")
+        r.add_argument("--limit-fallback", metavar="rlimit",
+                       help="rootless without a cgroup: --memory and --pids as rlimits "
+                            "(RLIMIT_AS per process, RLIMIT_NPROC)")
         r.add_argument("command", nargs=argparse.REMAINDER)
 
     if only in (None, "exec"):
@@ -156,11 +159,13 @@ _RUN_OPTS = {
     "--detach": ("detach", False, False, True), "--rm": ("rm", False, False, True),
     "--init": ("init", False, False, True), "--no-init": ("init", False, False, False),
     "--root": ("root", True, False, None), "--storage": ("storage", True, False, None),
+    "--limit-fallback": ("limit_fallback", True, False, None),
 }  # fmt: skip
 _RUN_DEFAULTS = {"name": None, "image": "host", "rootfs": None, "memory": None,
                  "memory_swap": None, "pids": None, "cpus": None, "hostname": None,
                  "net": "none", "env": [], "volume": [], "workdir": None, "read_only": False,
-                 "storage_opt": [], "detach": False, "rm": False, "init": True, "preload": None}
+                 "storage_opt": [], "detach": False, "rm": False, "init": True, "preload": None,
+                 "limit_fallback": None}
 
 
 def fast_run_args(argv: List[str]) -> Optional[Any]:

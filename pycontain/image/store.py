@@ -28,7 +28,7 @@ import json
 import os
 import re
 
-from pycontain.defaults import DEFAULT_PATH, DEFAULT_ROOT
+from pycontain.defaults import DEFAULT_PATH, state_root
 from pycontain.image.errors import ImageError, ImageInUseError
 from pycontain.image.files import FileLock, Staging, clean_stale, dir_size, now, rmtree
 from pycontain.image.model import Image
@@ -62,7 +62,7 @@ class ImageStore:
         self.layers_dir = os.path.join(self.storage, "layers", "sha256")
         self.tmp_dir = os.path.join(self.storage, "tmp")
         self.root = os.path.abspath(root or os.environ.get("PYCONTAIN_ROOT")
-                                    or DEFAULT_ROOT)
+                                    or state_root())
         self._in_use = in_use
 
     # -- layout & locking --------------------------------------------------------------------

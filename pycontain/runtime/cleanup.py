@@ -63,6 +63,13 @@ def destroy(sdir: StateDir, cg: Optional[cgroups.Cgroup], cdir: Optional[str]) -
             pass
     if cdir and os.path.isdir(cdir):
         shutil.rmtree(cdir, ignore_errors=True)
+        if os.path.isdir(cdir) and os.geteuid() != 0:  # rootless: files of mapped ids
+            from pycontain.runtime import userns
+
+            try:
+                userns.rmtree_mapped(cdir)
+            except Exception:
+                pass
         if os.path.isdir(cdir):  # still mounted somewhere? detach and retry
             from pycontain.runtime import _sys
 

@@ -413,7 +413,8 @@ class Container:
         stats: Dict[str, Any] = {}
         oom = False
         if cg is not None:
-            stats = cg.stats() if os.path.isdir(cg.dirs()[0]) else dict(s.get("stats") or {})
+            live = any(os.path.isdir(d) for d in cg.dirs()[:1])
+            stats = cg.stats() if live else dict(s.get("stats") or {})
             oom = bool(stats.get("oom_kills")) or bool(s.get("oom_killed"))
             try:
                 cg.kill_all()

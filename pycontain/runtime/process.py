@@ -251,6 +251,8 @@ def _setup_rootfs(spec: Spec, state: Dict[str, Any], launch: Optional[Launch] = 
             size = state.get("upper_size")
             _rootfs.mount_tmpfs(cdir, f"mode=700,size={size}" if size else "mode=700")
             _rootfs.mount_overlay(*layers)
+        elif state.get("rootless") and list(lowers) == ["/"]:
+            _rootfs.mount_host_overlays(*layers[1:])
         else:
             try:
                 _rootfs.mount_overlay(*layers)

@@ -163,6 +163,45 @@ def mount_overlay(lowers: List[str], upper: str, work: str, target: str) -> None
                       "on this kernel (Linux 6.8 or newer stacks up to 500)") from None
 
 
+# Top-level host directories the host image does not take: the container mounts its own.
+_HOST_OWN = frozenset(("proc", "sys", "dev"))
+
+
+def mount_host_overlays(upper: str, work: str, target: str) -> None:
+    """The built-in ``host`` image where one overlay over "/" is refused: in a user namespace
+    the host's mounts under / are locked to it, and overlayfs will not take a lower layer with
+    locked submounts. The root is then a tmpfs holding the host's top-level entries: each
+    directory an overlay of its own (upper and work dirs ``upper/NAME``, ``work/NAME``, so the
+    upper dir reads as one overlay's would), symlinks as they are, and a directory whose
+    overlay is refused (it holds mounts itself, as /run may) bound read-only with them."""
+    for d in (upper, work, target):
+        os.makedirs(d, mode=0o755, exist_ok=True)
+    _sys.mount("tmpfs", target, "tmpfs", _sys.MS_NOSUID | _sys.MS_NODEV, "mode=755")
+    for name in sorted(os.listdir("/")):
+        src, dst = "/" + name, os.path.join(target, name)
+        try:
+            st = os.lstat(src)
+        except OSError:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(src), dst)
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            continue
+        os.mkdir(dst, stat.S_IMODE(st.st_mode))
+        if name in _HOST_OWN:
+            continue
+        up, wk = os.path.join(upper, name), os.path.join(work, name)
+        os.makedirs(up, mode=0o755, exist_ok=True)
+        os.makedirs(wk, mode=0o755, exist_ok=True)
+        try:
+            mount_overlay([src], up, wk, dst)
+        except OSError:
+            os.rmdir(up)
+            _sys.mount(src, dst, None, _sys.MS_BIND | _sys.MS_REC)
+            remount_bind(dst, _sys.MS_RDONLY)
+
+
 def bind_self(path: str) -> None:
     """Make ``path`` a mount point (required by pivot_root) by binding it onto itself."""
     _sys.mount(path, path, None, _sys.MS_BIND | _sys.MS_REC)

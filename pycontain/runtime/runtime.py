@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 
-from pycontain.defaults import DEFAULT_PATH, DEFAULT_ROOT, DEFAULT_STORAGE
+from pycontain.defaults import DEFAULT_PATH, rootless, state_root, storage_root
 from pycontain.errors import ContainerError
 from pycontain.runtime import cgroups, cleanup, procs
 from pycontain.runtime.args import (
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
     from pycontain.image.store import ImageStore
+    from pycontain.runtime.spec import Spec
 
     Size = Union[int, str, None]
 
@@ -50,9 +51,10 @@ class Runtime:
         storage: Optional[str] = None,
         cgroup_parent: Optional[str] = None,
     ) -> None:
-        self.root = os.path.abspath(root or os.environ.get("PYCONTAIN_ROOT") or DEFAULT_ROOT)
+        self.root = os.path.abspath(root or os.environ.get("PYCONTAIN_ROOT") or state_root())
         self.storage = os.path.abspath(
-            storage or os.environ.get("PYCONTAIN_STORAGE") or DEFAULT_STORAGE)
+            storage or os.environ.get("PYCONTAIN_STORAGE") or storage_root())
+        self.rootless = rootless()
         self.cgroup_parent = (cgroup_parent or os.environ.get("PYCONTAIN_CGROUP_PARENT")
                               or cgroups.DEFAULT_PARENT)
         self._driver: Optional[cgroups.Driver] = None
@@ -65,8 +67,12 @@ class Runtime:
                 try:
                     _DRIVER = cgroups.detect()
                 except cgroups.CgroupError as e:
-                    raise ContainerError(str(e)) from None
+                    if not self.rootless:
+                        raise ContainerError(str(e)) from None
+                    _DRIVER = cgroups.NoDriver(str(e))
             self._driver = _DRIVER
+            if self.rootless:  # only a subtree delegated to this user, else no cgroup at all
+                self._driver = cgroups.delegated(_DRIVER, self.cgroup_parent)
         return self._driver
 
     @property
@@ -74,6 +80,36 @@ class Runtime:
         from pycontain.image.store import ImageStore
 
         return ImageStore(self.storage, root=self.root)
+
+    def _rootless_spec(self, spec: Spec, img_user: Tuple[int, int, List[int]],
+                       limit_fallback: Optional[str], driver: cgroups.Driver) -> Dict[str, Any]:
+        """A normal user's container: a user namespace (the user is root in it), and the
+        limits a missing cgroup cannot apply either refused (by the cgroup driver) or, with
+        ``limit_fallback="rlimit"``, approximated by rlimits."""
+        from pycontain.runtime import userns
+        from pycontain.runtime.spec import Namespace
+
+        use_subids = os.environ.get("PYCONTAIN_SUBIDS", "1") != "0"
+        uid_maps, gid_maps, full = userns.rootless_mappings(helpers=use_subids)
+        uid, gid, groups = img_user
+        for kind, wanted, maps in (("uid", uid, uid_maps), ("gid", gid, gid_maps),
+                                   *(("group", g, gid_maps) for g in groups)):
+            if not userns.maps_inside(maps, wanted):
+                raise ContainerError(
+                    f"the image runs as {kind} {wanted}, which a rootless container of uid "
+                    f"{os.geteuid()} does not map: only root (your own id) is mapped without "
+                    "a subordinate range in /etc/subuid and /etc/subgid (and Debian's uidmap)")
+        spec.linux.namespaces.insert(0, Namespace("user"))
+        spec.linux.uid_mappings = userns.to_oci(uid_maps)
+        spec.linux.gid_mappings = userns.to_oci(gid_maps)
+        approximated: List[str] = []
+        if limit_fallback is not None:
+            if limit_fallback != "rlimit":
+                raise ContainerError(f"invalid --limit-fallback {limit_fallback!r} (rlimit)")
+            if isinstance(driver, cgroups.NoDriver):
+                approximated = rlimit_limits(spec)
+        return {"uid_map": uid_maps, "gid_map": gid_maps, "subids": full,
+                "rlimits": approximated}
 
     # -- lookup ------------------------------------------------------------------------------
     def reap(self) -> List[str]:
@@ -142,11 +178,14 @@ class Runtime:
         preload: Optional[str] = None,
         detach: bool = False,
         remove: bool = False,
+        limit_fallback: Optional[str] = None,
     ) -> Container:
-        """Validate everything, then claim the name and create state, upper dir and cgroup."""
-        if os.geteuid() != 0:
-            raise ContainerError("pycontain must run as root (rootless containers are not "
-                                 "supported yet)")
+        """Validate everything, then claim the name and create state, upper dir and cgroup.
+
+        As a normal user (rootless mode) the container gets a user namespace in which the
+        user is root (see :func:`pycontain.runtime.userns.rootless_mappings`), a cgroup only
+        if a subtree is delegated to the user, and with ``limit_fallback="rlimit"`` limits
+        that no cgroup can apply become rlimits (:func:`rlimit_limits`)."""
         mem = memory_limit(memory)
         swap = parse_size(memory_swap, "memory+swap size") if memory_swap not in (-1, "-1") \
             else -1
@@ -228,6 +267,12 @@ class Runtime:
             res.cpu_period = 100000
             res.cpu_quota = int(ncpus * 100000)
         spec.mounts.extend(mounts)
+        rootless_info = None
+        if self.rootless:
+            rootless_info = self._rootless_spec(spec, img_user, limit_fallback, driver)
+        elif limit_fallback is not None:
+            raise ContainerError("--limit-fallback is for rootless containers without a "
+                                 "cgroup (as root, limits are cgroup limits)")
         spec.root.path = os.path.join(cdir, "merged") if lowers is not None else root_path
         spec.linux.cgroups_path = "/" + cg_rel
         now = time.time()
@@ -258,6 +303,7 @@ class Runtime:
             "preload": preload,
             "limits": {"memory": mem, "pids": pids, "cpus": ncpus,
                        "memory_swap": res.memory_swap},
+            "rootless": rootless_info,
             "cgroup": None,
             "cgroup_rel": cg_rel,
             "monitor_pid": os.getpid(),
@@ -292,3 +338,25 @@ class Runtime:
         c._state = state
         return c
 
+
+
+def rlimit_limits(spec: Spec) -> List[str]:
+    """Move the cgroup limits of ``spec`` that have an rlimit counterpart into rlimits of the
+    container's processes, for a rootless container without a cgroup. They are weaker and
+    say different things: RLIMIT_AS caps each process's address space (virtual memory,
+    not the container's resident total), RLIMIT_NPROC the processes of the container's root
+    in its user namespace (not the cgroup's tasks). A CPU share has no counterpart and is
+    still refused. Returns the names of the limits moved."""
+    from pycontain.runtime.spec import Rlimit
+
+    res = spec.linux.resources
+    moved: List[str] = []
+    if res.memory_limit is not None:
+        spec.process.rlimits.append(Rlimit("RLIMIT_AS", res.memory_limit, res.memory_limit))
+        res.memory_limit = res.memory_swap = None
+        moved.append("memory")
+    if res.pids_limit is not None:
+        spec.process.rlimits.append(Rlimit("RLIMIT_NPROC", res.pids_limit, res.pids_limit))
+        res.pids_limit = None
+        moved.append("pids")
+    return moved

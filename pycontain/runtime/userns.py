@@ -189,3 +189,65 @@ def rootless_mappings(subuid: str = SUBUID, subgid: str = SUBGID,
             return ([*own_u, (1, ru[0], min(ru[1], 65536))],
                     [*own_g, (1, rg[0], min(rg[1], 65536))], True)
     return own_u, own_g, False
+
+
+def run_mapped(fn: Any, uid_maps: Sequence[Mapping], gid_maps: Sequence[Mapping]) -> None:
+    """Run ``fn()`` in a child process that is root of a new user namespace with these maps
+    (podman's ``unshare``): how a normal user removes what containers made as their mapped
+    ids. ContainerError with the child's message if it fails."""
+    from pycontain.runtime import _sys
+
+    c2p, p2c = os.pipe(), os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            os.close(c2p[0])
+            os.close(p2c[1])
+            _sys.unshare(_sys.CLONE_NEWUSER)
+            os.write(c2p[1], b"U")
+            if os.read(p2c[0], 1) == b"K":
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
+                fn()
+                code = 0
+        except BaseException as e:
+            try:
+                os.write(c2p[1], f"E{e}".encode())
+            except OSError:
+                pass
+        os._exit(code)
+    os.close(c2p[1])
+    os.close(p2c[0])
+    error = ""
+    try:
+        if os.read(c2p[0], 1) == b"U":
+            try:
+                write_maps(pid, uid_maps, gid_maps)
+                os.write(p2c[1], b"K")
+            except ContainerError as e:
+                error = str(e)
+                os.write(p2c[1], b"N")
+        msg = os.read(c2p[0], 4096)
+        if msg.startswith(b"E"):
+            error = msg[1:].decode(errors="replace")
+    finally:
+        os.close(c2p[0])
+        os.close(p2c[1])
+        _, status = os.waitpid(pid, 0)
+    if error or status != 0:
+        raise ContainerError(error or f"user namespace helper failed (status {status})")
+
+
+def rmtree_mapped(path: str) -> None:
+    """Remove ``path`` as root of a user namespace with this user's rootless maps (it may hold
+    files of the user's subordinate ids, or directories of mode 0, that the user alone cannot
+    remove). A no-op as root."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+    if os.geteuid() == 0 or not os.path.lexists(path):
+        return
+    uid_maps, gid_maps, _ = rootless_mappings(
+        helpers=os.environ.get("PYCONTAIN_SUBIDS", "1") != "0")
+    run_mapped(lambda: shutil.rmtree(path, ignore_errors=True), uid_maps, gid_maps)

@@ -7,7 +7,6 @@ import os
 import pytest
 
 import pycontain
-from pycontain import cli
 from pycontain.errors import ContainerError
 
 
@@ -73,16 +72,6 @@ def test_exec_failure_is_127(rt) -> None:  # type: ignore[no-untyped-def]
     assert b"executable file not found" in p.stderr
     p = rt.cli("run", "--rm", "-w", "/no/such/dir", "--", "true")
     assert p.returncode == 125 and b"working directory" in p.stderr
-
-
-def test_not_root(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    assert cli.main(["run", "--", "true"]) == 125
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "must run as root" in err[0]
-    with pytest.raises(ContainerError, match="root"):
-        pycontain.run(["true"], root="/nonexistent-state", storage="/nonexistent-storage")
-    assert not os.path.exists("/nonexistent-state")
 
 
 def test_preload_missing_library(rt, monkeypatch) -> None:  # type: ignore[no-untyped-def]

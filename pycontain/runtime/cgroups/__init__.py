@@ -22,6 +22,7 @@ from pycontain.runtime.cgroups.base import (  # noqa: F401 - the interface, re-e
     Driver,
     Limits,
 )
+from pycontain.runtime.cgroups.none import NoCgroup, NoDriver, delegated  # noqa: F401
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -92,6 +93,8 @@ def is_frozen(record: Optional[Dict[str, Any]]) -> bool:
 
 def from_dict(d: Dict[str, Any]) -> Cgroup:
     """The cgroup a ``to_dict()`` record (kept in a container's state) names."""
+    if d.get("version") == 0:
+        return NoCgroup(str(d.get("rel", "")), str(d.get("why", "")))
     if d.get("version") == 2:
         from pycontain.runtime.cgroups.v2 import CgroupV2
 
