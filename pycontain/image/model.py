@@ -90,11 +90,10 @@ class Image:
                 if i < len(parts):
                     if not stat.S_ISDIR(st.st_mode):
                         return None
-                    try:
-                        if os.getxattr(q, "trusted.overlay.opaque") == b"y":
-                            stop = True
-                    except OSError:
-                        pass
+                    from pycontain.image.tarlayer import is_opaque
+
+                    if is_opaque(q):
+                        stop = True
                     continue
                 if stat.S_ISREG(st.st_mode):
                     with open(q, "rb") as f:

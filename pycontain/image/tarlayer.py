@@ -42,6 +42,15 @@ if TYPE_CHECKING:
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
+# A normal user cannot set trusted.* xattrs: rootless layers and uppers (overlayfs mounted
+# with ``userxattr`` in the user namespace) carry the user.overlay.* ones instead.
+USER_OPAQUE_XATTR = "user.overlay.opaque"
+OPAQUE_XATTRS = (OPAQUE_XATTR, USER_OPAQUE_XATTR)
+
+
+def is_opaque(path: str) -> bool:
+    """Whether directory ``path`` of a layer or upper dir is an opaque overlayfs one."""
+    return any(_get_xattr(path, name) == b"y" for name in OPAQUE_XATTRS)
 _CHUNK = 1 << 20
 _TAIL = 64 * 1024
 
@@ -310,6 +319,7 @@ class _Extractor:
     def __init__(self, dest: str, is_root: bool) -> None:
         self.dest = dest
         self.is_root = is_root
+        self.opaque_xattr = OPAQUE_XATTR if os.geteuid() == 0 else USER_OPAQUE_XATTR
         self.whiteouts: Set[str] = set()
         self.dirs: Dict[str, tarfile.TarInfo] = {}
         self.warnings: List[str] = []
@@ -367,9 +377,9 @@ class _Extractor:
 
     def _set_opaque(self, path: str, rel: str) -> None:
         try:
-            os.setxattr(path, OPAQUE_XATTR, b"y", follow_symlinks=False)
+            os.setxattr(path, self.opaque_xattr, b"y", follow_symlinks=False)
         except OSError as e:
-            raise LayerError(f"cannot mark {rel or '/'!r} opaque ({OPAQUE_XATTR}): "
+            raise LayerError(f"cannot mark {rel or '/'!r} opaque ({self.opaque_xattr}): "
                              f"{e.strerror}{' (needs root)' if e.errno == errno.EPERM else ''}"
                              ) from None
 
@@ -673,7 +683,7 @@ def write_layer(src: str, out: IO[bytes], upper: bool = False,
             names = sorted(os.listdir(base))
         except OSError as e:
             raise LayerError(f"cannot read {base}: {e.strerror}") from None
-        if rel and _get_xattr(base, OPAQUE_XATTR) == b"y":
+        if rel and is_opaque(base):
             tf.addfile(empty(f"{rel}/{OPAQUE_MARKER}"))
             count += 1
         for n in names:

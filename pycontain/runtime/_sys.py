@@ -117,12 +117,13 @@ def mount(
         raise _fail(f"mount({kind} {source} -> {target})")
 
 
-def mount_overlay_fd(lowers: Sequence[str], upper: str, work: str, target: str) -> None:
+def mount_overlay_fd(lowers: Sequence[str], upper: str, work: str, target: str,
+                     userxattr: bool = False) -> None:
     """overlayfs with each lower layer given on its own (the new mount API, Linux 6.8+)."""
     keep = [ffi.new("char[]", p.encode()) for p in lowers]
     arr = ffi.new("char *[]", keep)
     if lib.pyc_mount_overlay(arr, len(keep), upper.encode(), work.encode(),
-                             target.encode()) < 0:
+                             target.encode(), 1 if userxattr else 0) < 0:
         raise _fail(f"fsmount(overlay, {len(keep)} layers -> {target})")
 
 

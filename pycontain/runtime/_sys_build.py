@@ -71,7 +71,7 @@ int mknod(const char *path, unsigned int mode, unsigned long long dev);
 
 int pyc_pivot_root(const char *new_root, const char *put_old);
 int pyc_mount_overlay(const char *const lowers[], int nlowers, const char *upper,
-                      const char *work, const char *target);
+                      const char *work, const char *target, int userxattr);
 unsigned long long pyc_makedev(unsigned int major, unsigned int minor);
 int pyc_lo_up(void);
 int pyc_cap_last(void);
@@ -201,7 +201,7 @@ static int pyc_move_mount(int fd, const char *target)
 }
 
 static int pyc_mount_overlay(const char *const lowers[], int nlowers, const char *upper,
-                             const char *work, const char *target)
+                             const char *work, const char *target, int userxattr)
 {
 #if defined(SYS_fsopen) && defined(SYS_fsconfig) && defined(SYS_fsmount) && defined(SYS_move_mount)
     int fs = (int)syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC);
@@ -214,6 +214,9 @@ static int pyc_mount_overlay(const char *const lowers[], int nlowers, const char
     if (!err && syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "upperdir", upper, 0) < 0)
         err = errno;
     if (!err && syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "workdir", work, 0) < 0)
+        err = errno;
+    if (!err && userxattr &&
+        syscall(SYS_fsconfig, fs, 0 /* FSCONFIG_SET_FLAG */, "userxattr", NULL, 0) < 0)
         err = errno;
     if (!err && syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
         err = errno;

@@ -247,20 +247,25 @@ def _setup_rootfs(spec: Spec, state: Dict[str, Any], launch: Optional[Launch] = 
         cdir = state["container_dir"]
         root = os.path.join(cdir, "merged")
         layers = (list(lowers), os.path.join(cdir, "upper"), os.path.join(cdir, "work"), root)
+        host_rootless = bool(state.get("rootless")) and list(lowers) == ["/"]
+        userxattr = bool(state.get("rootless"))
         if state.get("tmpfs_upper"):
             size = state.get("upper_size")
             _rootfs.mount_tmpfs(cdir, f"mode=700,size={size}" if size else "mode=700")
-            _rootfs.mount_overlay(*layers)
-        elif state.get("rootless") and list(lowers) == ["/"]:
+            if host_rootless:
+                _rootfs.mount_host_overlays(*layers[1:])
+            else:
+                _rootfs.mount_overlay(*layers, userxattr=userxattr)
+        elif host_rootless:
             _rootfs.mount_host_overlays(*layers[1:])
         else:
             try:
-                _rootfs.mount_overlay(*layers)
+                _rootfs.mount_overlay(*layers, userxattr=userxattr)
             except OSError:
                 # The storage cannot hold an upper dir (e.g. it is itself an overlay): keep the
                 # writable layer on a tmpfs private to this mount namespace instead.
                 _rootfs.mount_tmpfs(cdir, "mode=700")
-                _rootfs.mount_overlay(*layers)
+                _rootfs.mount_overlay(*layers, userxattr=userxattr)
     else:
         root = spec.root.path
         _rootfs.bind_self(root)

@@ -147,15 +147,20 @@ def mount_tmpfs(target: str, options: str = "mode=755") -> None:
     _sys.mount("tmpfs", target, "tmpfs", _sys.MS_NOSUID | _sys.MS_NODEV, options)
 
 
-def mount_overlay(lowers: List[str], upper: str, work: str, target: str) -> None:
+def mount_overlay(lowers: List[str], upper: str, work: str, target: str,
+                  userxattr: bool = False) -> None:
+    """overlayfs of ``lowers`` (top first) with ``upper``; ``userxattr``: its own metadata in
+    user.overlay.* xattrs (a rootless mount: the layers a normal user made carry those)."""
     for d in (upper, work, target):
         os.makedirs(d, mode=0o755, exist_ok=True)
     data = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
+    if userxattr:
+        data += ",userxattr"
     if len(data) < 4000:  # mount(2) copies one page of options
         _sys.mount("overlay", target, "overlay", 0, data)
         return
     try:
-        _sys.mount_overlay_fd(lowers, upper, work, target)
+        _sys.mount_overlay_fd(lowers, upper, work, target, userxattr)
     except OSError as e:
         if e.errno not in (errno.ENOSYS, errno.EINVAL):
             raise
@@ -195,7 +200,7 @@ def mount_host_overlays(upper: str, work: str, target: str) -> None:
         os.makedirs(up, mode=0o755, exist_ok=True)
         os.makedirs(wk, mode=0o755, exist_ok=True)
         try:
-            mount_overlay([src], up, wk, dst)
+            mount_overlay([src], up, wk, dst, userxattr=True)
         except OSError:
             os.rmdir(up)
             _sys.mount(src, dst, None, _sys.MS_BIND | _sys.MS_REC)
