@@ -108,8 +108,11 @@ def delegated(driver: Driver, parent: str) -> Driver:
         from pycontain.runtime.cgroups.v1 import V1Driver
 
         assert isinstance(driver, V1Driver)
+        # Not the devices controller: its rules need CAP_SYS_ADMIN on the host, and a user
+        # namespace cannot create device nodes anyway (the host's are bound, with their
+        # own permissions).
         mounts = {c: m for c, m in driver.mounts.items()
-                  if _writable(os.path.join(m, parent))}
+                  if c != "devices" and _writable(os.path.join(m, parent))}
         if "memory" in mounts and "pids" in mounts:
             return V1Driver(mounts)
         return NoDriver(f"no cgroup v1 subtree {parent!r} is delegated to uid {os.geteuid()} "

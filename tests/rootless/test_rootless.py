@@ -1,0 +1,193 @@
+"""pycontain as a normal user: lifecycle, exec, images, isolation, limits, cleanup after
+SIGKILL, the Python API and the sandbox recipe of docs/pycontain.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from tests.rootless.conftest import SUBID_COUNT, AsUser, User
+
+
+def test_run_maps_the_user_to_root_with_its_range(rl: AsUser, user: User) -> None:
+    out = rl.ok("run", "--rm", "--", "sh", "-c",
+                "id -u; cat /proc/self/uid_map /proc/self/gid_map; echo pid $$; "
+                "touch /etc/made-inside && echo wrote")
+    lines = out.splitlines()
+    assert lines[0] == "0"
+    assert lines[1].split() == ["0", str(user.uid), "1"]
+    assert lines[2].split() == ["1", str(user.subuid_start), str(SUBID_COUNT)]
+    assert lines[3].split() == ["0", str(user.gid), "1"]
+    assert "wrote" in lines  # the host image's upper takes the write ...
+    assert not os.path.exists("/etc/made-inside")  # ... and the host never sees it
+    # state and storage are the user's own, never /run or /var
+    assert os.path.isdir(rl.state) and os.stat(rl.state).st_uid == user.uid
+    assert os.path.isdir(os.path.join(rl.storage, "containers"))
+
+
+def test_single_id_map_without_subordinate_ids(rl: AsUser, user: User, box: str) -> None:
+    env = {"PYCONTAIN_SUBIDS": "0"}
+    out = rl.ok("run", "--rm", "--", "cat", "/proc/self/uid_map", "/proc/self/setgroups",
+                env=env)
+    assert out.split() == ["0", str(user.uid), "1", "deny"]
+    # a file owned by another id cannot be made: that id does not exist in the namespace
+    r = rl.run("run", "--rm", "--", "sh", "-c", "touch /tmp/f && chown 1:1 /tmp/f", env=env)
+    assert r.returncode != 0
+
+
+def test_detached_lifecycle_exec_logs_stop_rm(rl: AsUser, user: User) -> None:
+    cid = rl.ok("run", "-d", "--name", "web", "--", "sh", "-c",
+                "echo started; trap 'echo bye; exit 0' TERM; sleep 100 & wait").strip()
+    assert len(cid) == 32
+    ps = rl.ok("ps")
+    assert "web" in ps and "running" in ps
+    out = rl.ok("exec", "web", "--", "sh", "-c", "id -u; cat /proc/self/uid_map; "
+                "cat /proc/1/comm; ls /proc | grep -c '^[0-9]'")
+    lines = out.splitlines()
+    assert lines[0] == "0" and lines[1].split() == ["0", str(user.uid), "1"]
+    assert lines[3] == "pycontain-init"
+    assert int(lines[-1]) <= 6  # its own pid namespace: init, sh, sleep, the exec'd sh, ls
+    pid = json.loads(rl.ok("inspect", "web"))["pid"]
+    with open(f"/proc/{pid}/status") as f:  # seen from the host: the user's own uid
+        assert next(x for x in f if x.startswith("Uid:")).split()[1] == str(user.uid)
+    deadline = time.monotonic() + 5
+    while "started" not in rl.ok("logs", "web"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    rl.ok("stop", "web")
+    assert "bye" in rl.ok("logs", "web")
+    assert "exited (0)" in rl.ok("ps", "-a")
+    rl.ok("rm", "web")
+    assert rl.containers() == []
+
+
+def test_images_import_run_commit_rm(rl: AsUser, box: str) -> None:
+    rl.ok("image", "import", box, "--name", "box:v1")
+    out = rl.ok("run", "--name", "c1", "--image", "box:v1", "--", "sh", "-c",
+                "echo hello from $(hostname); rm /bin/ls; rm -rf /etc; mkdir /etc; "
+                "echo only > /etc/only")
+    assert out == "hello from c1\n"
+    rl.ok("commit", "c1", "box:v2")
+    # the deletion (a whiteout) and the opaque /etc survive the commit
+    out = rl.ok("run", "--rm", "--image", "box:v2", "--", "sh", "-c",
+                "ls /etc; test -e /bin/ls || echo no-ls")
+    assert out.split() == ["only", "no-ls"]
+    rl.ok("rm", "c1")
+    rl.ok("image", "rm", "box:v2", "box:v1")
+    layers = os.path.join(rl.storage, "layers", "sha256")
+    assert not os.path.isdir(layers) or os.listdir(layers) == []
+
+
+def test_isolation_from_the_host(rl: AsUser, user: User) -> None:
+    """Root inside is the user outside: host root's files stay out of reach, through the
+    host image or a bind; the host's processes are not visible; no network but loopback."""
+    d = tempfile.mkdtemp(prefix="pycontain-rl-hostfiles-")
+    try:
+        os.chmod(d, 0o755)
+        with open(os.path.join(d, "root-owned"), "w") as f:
+            f.write("host\n")
+        os.chmod(os.path.join(d, "root-owned"), 0o644)
+        r = rl.run("run", "--rm", "-v", f"{d}:/host", "--", "sh", "-c",
+                   "cat /host/root-owned; echo x >> /host/root-owned && echo WROTE; "
+                   "touch /host/new && echo CREATED; chown 0 /host/root-owned && echo CHOWNED;"
+                   " cat /etc/shadow >/dev/null 2>&1 && echo SHADOW; "
+                   "ls -n /host/root-owned | awk '{print $3}'; ps -e | wc -l; "
+                   "cat /proc/net/dev | grep -c ':'")
+        out = r.stdout.decode().split()
+        assert out[0] == "host" and not {"WROTE", "CREATED", "CHOWNED", "SHADOW"} & set(out)
+        assert out[1] == "65534"  # host root is no one inside
+        assert int(out[2]) <= 5  # ps header, init, sh, ps, wc
+        assert out[3] == "1"  # only lo
+        with open(os.path.join(d, "root-owned")) as f:
+            assert f.read() == "host\n"
+        assert os.listdir(d) == ["root-owned"]
+    finally:
+        import shutil
+
+        shutil.rmtree(d)
+
+
+def test_limits_without_a_cgroup(rl: AsUser, user: User) -> None:
+    r = rl.run("run", "--rm", "--memory", "64m", "--", "true")
+    lines = r.stderr.decode().strip().splitlines()
+    assert r.returncode == 125 and len(lines) == 1, r.stderr
+    assert "--memory" in lines[0] and "delegated" in lines[0]
+    r = rl.run("pause", "nothing")
+    assert r.returncode != 0
+    # opting in: rlimits instead (an approximation, documented)
+    out = rl.ok("run", "--rm", "--memory", "64m", "--pids", "20", "--limit-fallback",
+                "rlimit", "--", "sh", "-c", "ulimit -v; grep -E 'Max (address|processes)' "
+                "/proc/self/limits | tr -s ' ' | cut -d' ' -f4")
+    assert out.split() == ["65536", "20", str(64 << 20)]
+    r = rl.run("run", "--rm", "--cpus", "0.5", "--limit-fallback", "rlimit", "--", "true")
+    assert r.returncode == 125 and b"--cpus" in r.stderr
+
+
+def test_limits_in_a_delegated_cgroup_v1_subtree(rl: AsUser, delegated: str) -> None:
+    env = {"PYCONTAIN_CGROUP_PARENT": delegated}
+    r = rl.run("run", "--rm", "--memory", "16m", "--", "sh", "-c",
+               "head -c 64m /dev/zero | tail > /dev/null", env=env)
+    assert r.returncode == 137 and b"OOM" in r.stderr, r.stderr
+    rl.ok("run", "-d", "--name", "lim", "--memory", "64m", "--pids", "30", "--", "sleep", "30",
+          env=env)
+    try:
+        rl.ok("pause", "lim", env=env)
+        assert json.loads(rl.ok("inspect", "lim", env=env))["state"] == "paused"
+        rl.ok("unpause", "lim", env=env)
+        rl.ok("update", "--memory", "128m", "lim", env=env)
+        assert json.loads(rl.ok("inspect", "lim", env=env))["memory"]["limit"] == 128 << 20
+        with open(f"/sys/fs/cgroup/memory/{delegated}/"
+                  f"{json.loads(rl.ok('inspect', 'lim', env=env))['id']}/"
+                  "memory.limit_in_bytes") as f:
+            assert int(f.read()) == 128 << 20
+    finally:
+        rl.ok("rm", "-f", "lim", env=env)
+
+
+def test_sigkill_of_the_cli_leaves_nothing(rl: AsUser, user: User) -> None:
+    p = subprocess.Popen(["/usr/bin/python3", "-m", "pycontain", "run", "--name", "victim",
+                          "--rm", "--", "sleep", "100"], env=user.env(rl.tree),
+                         user=user.uid, group=user.gid, extra_groups=[], cwd=user.home,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while "victim" not in rl.ok("ps"):
+        assert time.monotonic() < deadline, "the container never showed up"
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    deadline = time.monotonic() + 10  # PID 1 dies with its parent; the next command reaps
+    while rl.ok("ps", "-a").count("\n") > 1:
+        assert time.monotonic() < deadline, rl.ok("ps", "-a")
+        time.sleep(0.05)
+
+
+SANDBOX = r'''
+import pycontain, sys
+untrusted = sys.stdin.read()
+res = pycontain.run(["python3", "-I", "-c", untrusted], net="none", read_only=True,
+                    capture_output=True, timeout=5, **({"memory": "256M"} if len(sys.argv) > 1
+                                                        else {}))
+print(res.exit_code, res.stdout.decode().strip(), res.stderr.decode().strip()[-60:])
+'''
+
+
+@pytest.mark.parametrize("code, expect", [
+    ("print(6 * 7)", "0 42"),
+    ("open('/etc/passwd', 'a')", "1"),  # read-only root
+    ("import socket; socket.create_connection(('127.0.0.1', 22), 1)", "1"),  # no network
+    ("import os; print(os.getuid(), sum(p.isdigit() for p in os.listdir('/proc')) < 5)",
+     "0 0 True"),
+    ("while True: pass", "137"),  # the time limit kills it
+])
+def test_sandbox_recipe(rl: AsUser, code: str, expect: str) -> None:
+    r = rl.python("-c", SANDBOX, input=code.encode(), timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.decode().startswith(expect + (" " if " " not in expect else "")) or \
+        r.stdout.decode().split()[:len(expect.split())] == expect.split(), r.stdout
