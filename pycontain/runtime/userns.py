@@ -99,9 +99,8 @@ def write_maps(pid: int, uid_maps: Sequence[Mapping], gid_maps: Sequence[Mapping
             _write(pid, "gid_map", format_map(gid_maps))
         _write(pid, "uid_map", format_map(uid_maps))
         return
-    for tool, maps in (("newgidmap", gid_maps), ("newuidmap", uid_maps)):
-        if maps:
-            _run_helper(tool, pid, maps)
+    _run_helpers(pid, [(tool, maps) for tool, maps in (("newgidmap", gid_maps),
+                                                         ("newuidmap", uid_maps)) if maps])
 
 
 def _write(pid: int, name: str, text: str) -> None:
@@ -118,21 +117,54 @@ def _write(pid: int, name: str, text: str) -> None:
                              f"namespace: {e.strerror}") from None
 
 
-def _run_helper(tool: str, pid: int, maps: Sequence[Mapping]) -> None:
-    import shutil
-    import subprocess
+def _find(tool: str) -> Optional[str]:
+    for d in [*(os.environ.get("PATH") or "/usr/bin:/bin").split(":"), "/usr/bin", "/bin"]:
+        p = os.path.join(d or ".", tool)
+        if os.access(p, os.X_OK):
+            return p
+    return None
 
-    exe = shutil.which(tool) or next(
-        (p for p in (f"/usr/bin/{tool}", f"/bin/{tool}") if os.access(p, os.X_OK)), None)
-    if exe is None:
-        raise ContainerError(f"{tool} is not installed (Debian: apt-get install uidmap): it is "
-                             "needed to map more than your own id into a user namespace")
-    args = [exe, str(pid)] + [str(x) for m in maps for x in m]
-    proc = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, check=False)
-    if proc.returncode != 0:
-        why = proc.stdout.decode(errors="replace").strip().splitlines()
-        raise ContainerError(f"{tool} failed: {why[-1] if why else f'exit {proc.returncode}'}")
+
+def _run_helpers(pid: int, jobs: List[Tuple[str, Sequence[Mapping]]]) -> None:
+    """newgidmap and newuidmap, started together (posix_spawn: no subprocess module on the
+    start-up path), their messages kept for the error."""
+    running: List[Tuple[str, int, int]] = []
+    errors: List[str] = []
+    try:
+        for tool, maps in jobs:
+            exe = _find(tool)
+            if exe is None:
+                raise ContainerError(f"{tool} is not installed (Debian: apt-get install "
+                                     "uidmap): it maps more than your own id into a user "
+                                     "namespace")
+            r, w = os.pipe()
+            try:
+                child = os.posix_spawn(exe, [exe, str(pid), *(str(x) for m in maps for x in m)],
+                                       {"PATH": "/usr/bin:/bin", "LC_ALL": "C"},
+                                       file_actions=[(os.POSIX_SPAWN_DUP2, w, 1),
+                                                     (os.POSIX_SPAWN_DUP2, w, 2)])
+            except BaseException:
+                os.close(r)
+                raise
+            finally:
+                os.close(w)
+            running.append((tool, child, r))
+    finally:
+        for tool, child, r in running:  # every helper started is waited for
+            out = b""
+            while True:
+                chunk = os.read(r, 4096)
+                if not chunk:
+                    break
+                out += chunk
+            os.close(r)
+            _, status = os.waitpid(child, 0)
+            if status != 0:
+                why = out.decode(errors="replace").strip().splitlines()
+                errors.append(f"{tool} failed: "
+                              f"{why[-1] if why else f'exit status {status >> 8}'}")
+    if errors:
+        raise ContainerError("; ".join(errors))
 
 
 def read_map(pid: int, kind: str = "uid") -> List[Mapping]:
@@ -173,7 +205,6 @@ def rootless_mappings(subuid: str = SUBUID, subgid: str = SUBGID,
     inside and, with a subordinate range and newuidmap/newgidmap, ids 1..N are the range.
     Returns (uid maps, gid maps, full) where ``full`` says whether the range was used."""
     import pwd
-    import shutil
 
     uid, gid = os.geteuid(), os.getegid()
     try:
@@ -182,7 +213,7 @@ def rootless_mappings(subuid: str = SUBUID, subgid: str = SUBGID,
         user = str(uid)
     own_u: List[Mapping] = [(0, uid, 1)]
     own_g: List[Mapping] = [(0, gid, 1)]
-    if helpers and shutil.which("newuidmap") and shutil.which("newgidmap"):
+    if helpers and _find("newuidmap") and _find("newgidmap"):
         ru = subid_range(user, uid, subuid)
         rg = subid_range(user, uid, subgid)
         if ru and rg:
