@@ -37,7 +37,7 @@ demo: setup
 test: setup lint ctest pytest
 
 lint:
-	$(PY) -m ruff check $(wildcard pyalloc pycontain tests bench)
+	$(PY) -m ruff check $(wildcard pyalloc pycontain tests bench examples)
 
 # C-level tests: API edge cases and the threaded stress test under ASan+UBSan, and the
 # stress test under valgrind.

@@ -1,7 +1,7 @@
 """The container part of `make demo`: a container with limits and the allocator inside, an
-out-of-memory kill, pause/unpause and a live update, an image imported and run, and the OCI
-command line's lifecycle. Private state and storage roots in a temporary directory; nothing
-is left."""
+out-of-memory kill, pause/unpause and a live update, an image imported and run, the OCI
+command line's lifecycle and a user namespace, and rootless pycontain with the sandbox recipe.
+Private state and storage roots in temporary directories; nothing is left."""
 
 from __future__ import annotations
 
@@ -82,9 +82,76 @@ def run(section: Callable[[str], None]) -> Optional[str]:
             rootfs = _busybox_rootfs(tmp, busybox)
             _image_part(pycontain, tmp, rootfs, roots)
             _oci_part(tmp, rootfs)
+            _oci_userns_part(tmp, rootfs)
         else:
             print("\n(busybox-static is not installed: image and OCI parts skipped)")
+    _rootless_part()
     return None
+
+
+ROOTLESS_USER = "nobody"
+SANDBOX_INPUTS = [("print(6 * 7)", "prints"),
+                  ("open('/etc/passwd', 'a')", "writes to the root"),
+                  ("import socket; socket.create_connection(('10.0.0.1', 80), 1)",
+                   "opens a connection"),
+                  ("while True: pass", "spins forever")]
+
+
+def _rootless_part() -> None:
+    """pycontain as a normal user (``nobody``: no subordinate ids, so a single-id map), and the
+    sandbox recipe of examples/sandbox.py. Debian's python3 runs it (the default interpreter
+    may live where other users cannot read), on a world-readable copy of the package."""
+    import pwd
+
+    print()
+    py = "/usr/bin/python3"
+    try:
+        pw = pwd.getpwnam(ROOTLESS_USER)
+    except KeyError:
+        print(f"(no user {ROOTLESS_USER!r}: the rootless part is skipped)")
+        return
+    if subprocess.run([py, "-c", "import _cffi_backend"], capture_output=True).returncode:
+        print(f"({py} with python3-cffi-backend is needed for the rootless part: skipped)")
+        return
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    base = tempfile.mkdtemp(prefix="pycontain-demo-rootless-")
+    try:
+        os.chmod(base, 0o755)
+        shutil.copytree(os.path.join(here, "pycontain"), os.path.join(base, "pycontain"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        home = os.path.join(base, "home")
+        os.mkdir(home, 0o700)
+        os.chown(home, pw.pw_uid, pw.pw_gid)
+        env = {"HOME": home, "PATH": "/usr/bin:/bin", "PYTHONPATH": base,
+               "PYCONTAIN_ROOT": os.path.join(home, "state"), "PYCONTAIN_SUBIDS": "0",
+               "PYTHONDONTWRITEBYTECODE": "1"}
+
+        def as_user(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+            return subprocess.run([py, *args], input=stdin, capture_output=True, env=env,
+                                  user=pw.pw_uid, group=pw.pw_gid, extra_groups=[], cwd=home,
+                                  timeout=60)
+
+        print(f"$ sudo -u {ROOTLESS_USER} pycontain run --rm -- sh -c 'id -u; cat "
+              "/proc/self/uid_map'")
+        r = as_user("-m", "pycontain", "run", "--rm", "--", "sh", "-c",
+                    "id -u; cat /proc/self/uid_map")
+        out = r.stdout.decode().split()
+        print(f"  root inside (uid {out[0] if out else '?'}), uid {pw.pw_uid} outside: map "
+              f"{' '.join(out[1:])}" if r.returncode == 0 else
+              f"  failed: {r.stderr.decode().strip()}")
+        with open(os.path.join(here, "examples", "sandbox.py")) as f:
+            recipe = f.read()
+        print(f"$ sudo -u {ROOTLESS_USER} python3 examples/sandbox.py < untrusted.py   "
+              "# no network, read-only root, 256M, a time limit (2 s here)")
+        for code, what in SANDBOX_INPUTS:
+            r = as_user("-c", recipe.replace("seconds: float = 5", "seconds: float = 2"),
+                        stdin=code.encode())
+            errs = r.stderr.decode().strip().splitlines()
+            tail = r.stdout.decode().strip() or (errs[-1] if errs else "") or (
+                "killed at the time limit" if r.returncode == 137 else "")
+            print(f"  code that {what}: exit {r.returncode}  {tail[:70]}")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _pause_update_part(pycontain: Any, roots: Dict[str, str]) -> None:
@@ -149,6 +216,42 @@ def _image_part(pycontain: Any, tmp: str, rootfs: str, roots: Dict[str, str]) ->
     print(f"  {' '.join(out[:-1])} / {out[-1] if out else '?'} programs in /bin; "
           f"exit code {res.exit_code}")
     store.remove("demo/busybox:1")
+
+
+def _oci_userns_part(tmp: str, rootfs: str) -> None:
+    """pycontain-oci with linux.uidMappings (podman's --uidmap): root inside is 100000."""
+    # The root of the user namespace (100000) must reach the rootfs, as with runc: not under
+    # this demo's private (0700) directory.
+    outer = tempfile.mkdtemp(prefix="pycontain-demo-userns-")
+    try:
+        os.chmod(outer, 0o755)
+        _oci_userns_run(tmp, rootfs, os.path.join(outer, "bundle"))
+    finally:
+        shutil.rmtree(outer, ignore_errors=True)
+
+
+def _oci_userns_run(tmp: str, rootfs: str, bundle: str) -> None:
+    root = os.path.join(bundle, "rootfs")
+    shutil.copytree(rootfs, root, symlinks=True)
+    for dirpath, dirs, files in os.walk(root):
+        for n in [*dirs, *files]:
+            os.lchown(os.path.join(dirpath, n), 100000, 100000)
+    os.lchown(root, 100000, 100000)
+    oci = [sys.executable, "-m", "pycontain.oci.cli", "--root", os.path.join(tmp, "oci")]
+    subprocess.run([*oci, "spec", "--bundle", bundle], check=True)
+    with open(os.path.join(bundle, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["process"].update(terminal=False, args=["sh", "-c", "cat /proc/self/uid_map"])
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    cfg["linux"]["uidMappings"] = cfg["linux"]["gidMappings"] = [
+        {"containerID": 0, "hostID": 100000, "size": 65536}]
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    print("$ pycontain-oci run --bundle B demo-userns   # linux.uidMappings 0:100000:65536")
+    r = subprocess.run([*oci, "run", "--bundle", bundle, "demo-userns"], capture_output=True,
+                       stdin=subprocess.DEVNULL)
+    print(f"  uid_map inside: {' '.join(r.stdout.decode().split())}; exit {r.returncode}"
+          + (f" ({r.stderr.decode().strip()})" if r.returncode else ""))
 
 
 def _oci_part(tmp: str, rootfs: str) -> None:

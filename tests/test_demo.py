@@ -22,4 +22,7 @@ def test_demo_runs_every_section() -> None:
     assert "-> paused; counter" in out and "limits now 128 MiB, 32 processes" in out
     assert "hello from an imported image" in out
     assert "state after create: created; after start: stopped; deleted" in out
+    assert "uid_map inside: 0 100000 65536; exit 0" in out  # pycontain-oci, user namespace
+    assert "root inside (uid 0), uid 65534 outside" in out  # rootless, as nobody
+    assert "code that prints: exit 0  42" in out and "killed at the time limit" in out
     assert "skipped" not in out

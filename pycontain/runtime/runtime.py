@@ -103,11 +103,8 @@ class Runtime:
         spec.linux.uid_mappings = userns.to_oci(uid_maps)
         spec.linux.gid_mappings = userns.to_oci(gid_maps)
         approximated: List[str] = []
-        if limit_fallback is not None:
-            if limit_fallback != "rlimit":
-                raise ContainerError(f"invalid --limit-fallback {limit_fallback!r} (rlimit)")
-            if isinstance(driver, cgroups.NoDriver):
-                approximated = rlimit_limits(spec)
+        if limit_fallback == "rlimit" and isinstance(driver, cgroups.NoDriver):
+            approximated = rlimit_limits(spec)  # (with a cgroup, the limits are cgroup ones)
         return {"uid_map": uid_maps, "gid_map": gid_maps, "subids": full,
                 "rlimits": approximated}
 
@@ -267,12 +264,11 @@ class Runtime:
             res.cpu_period = 100000
             res.cpu_quota = int(ncpus * 100000)
         spec.mounts.extend(mounts)
+        if limit_fallback not in (None, "rlimit"):
+            raise ContainerError(f"invalid --limit-fallback {limit_fallback!r} (rlimit)")
         rootless_info = None
         if self.rootless:
             rootless_info = self._rootless_spec(spec, img_user, limit_fallback, driver)
-        elif limit_fallback is not None:
-            raise ContainerError("--limit-fallback is for rootless containers without a "
-                                 "cgroup (as root, limits are cgroup limits)")
         spec.root.path = os.path.join(cdir, "merged") if lowers is not None else root_path
         spec.linux.cgroups_path = "/" + cg_rel
         now = time.time()
