@@ -54,8 +54,6 @@ def _private_tmp(path: str, uid: int) -> str:
     import stat
 
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o077:
-        from pycontain.errors import ContainerError
-
-        raise ContainerError(f"{path} is not a private directory of uid {uid}: set "
-                             "XDG_RUNTIME_DIR or PYCONTAIN_ROOT")
+        raise PermissionError(f"{path} is not a private directory of uid {uid}: set "
+                              "XDG_RUNTIME_DIR or PYCONTAIN_ROOT")
     return path

@@ -12,7 +12,7 @@
     update [--resources FILE|-] [--memory M] [--memory-swap M] [--pids-limit N]
            [--cpu-quota N] [--cpu-period N] [--cpu-share N] [--cpuset-cpus L]
            [--cpuset-mems L] ID
-    spec [--bundle DIR] | features | --version
+    spec [--bundle DIR] [--rootless] | features | --version
 
 Flags follow runc's (urfave/cli) conventions: ``-flag`` or ``--flag``, ``--flag=value``, flags
 before the positional arguments. Errors print one line on stderr (and into ``--log``, in runc's
@@ -280,15 +280,16 @@ def cmd_list(g: Opts, o: Opts, args: List[str], log: Logger) -> int:
 
 
 def cmd_spec(g: Opts, o: Opts, args: List[str], log: Logger) -> int:
-    if o.get("rootless"):
-        raise OciError("rootless containers are not supported")
     path = os.path.join(o.get("bundle") or ".", "config.json")
     if os.path.exists(path):
         raise OciError(f"File {path} exists. Remove it first")
-    from pycontain.oci.features import default_config
+    from pycontain.oci.features import default_config, to_rootless
 
+    cfg = default_config()
+    if o.get("rootless"):
+        to_rootless(cfg)
     with open(path, "w") as f:
-        json.dump(default_config(), f, indent="\t")
+        json.dump(cfg, f, indent="\t")
         f.write("\n")
     return 0
 

@@ -69,6 +69,29 @@ def default_config() -> Dict[str, Any]:
     }
 
 
+def to_rootless(cfg: Dict[str, Any]) -> None:
+    """``runc spec --rootless``: a user namespace mapping the caller's own uid and gid to 0,
+    no network namespace (a normal user has no way to connect one), /sys bound from the host
+    (sysfs needs its own network namespace), no uid=/gid= mount options (ids the map lacks)
+    and no cgroup settings."""
+    linux = cfg["linux"]
+    linux["namespaces"] = [n for n in linux["namespaces"]
+                           if n["type"] not in ("network", "user")] + [{"type": "user"}]
+    linux["uidMappings"] = [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": os.getegid(), "size": 1}]
+    mounts = []
+    for m in cfg["mounts"]:
+        if m["destination"].startswith("/sys"):
+            continue
+        m["options"] = [x for x in m.get("options", [])
+                        if not x.startswith(("uid=", "gid="))]
+        mounts.append(m)
+    mounts.append({"destination": "/sys", "type": "none", "source": "/sys",
+                   "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
+    cfg["mounts"] = mounts
+    linux.pop("resources", None)
+
+
 def features() -> Dict[str, Any]:
     cg_v1 = any(os.path.isdir(f"/sys/fs/cgroup/{c}") for c in ("memory", "pids"))
     cg_v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")

@@ -189,3 +189,23 @@ def test_bad_user_namespace_configs(oci: Oci, bundle: Bundle, edit: Any, message
 def test_features_list_user_namespace(oci: Oci) -> None:
     r = oci.run("features", check=0)
     assert "user" in json.loads(r.stdout)["linux"]["namespaces"]
+
+
+def test_spec_rootless(oci: Oci, rootfs_template: str, tmp_path: Any) -> None:
+    """``spec --rootless`` (runc's): the caller's ids as root of a user namespace, no network
+    namespace, /sys bound; it runs as written."""
+    d = tmp_path / "b"
+    d.mkdir()
+    oci.run("spec", "--rootless", "--bundle", str(d), check=0)
+    cfg = json.loads((d / "config.json").read_text())
+    kinds = [n["type"] for n in cfg["linux"]["namespaces"]]
+    assert "user" in kinds and "network" not in kinds
+    assert cfg["linux"]["uidMappings"] == [{"containerID": 0, "hostID": os.geteuid(),
+                                            "size": 1}]
+    assert not any("gid=" in o for m in cfg["mounts"] for o in m.get("options", []))
+    shutil.copytree(rootfs_template, d / "rootfs", symlinks=True)
+    cfg["process"].update(terminal=False, args=["cat", "/proc/self/uid_map"])
+    cfg["linux"]["cgroupsPath"] = oci.cgroup("rootless-spec")
+    (d / "config.json").write_text(json.dumps(cfg))
+    r = oci.run("run", "--bundle", str(d), oci.new_id(), check=0)
+    assert r.stdout.split() == [b"0", str(os.geteuid()).encode(), b"1"]

@@ -187,14 +187,26 @@ class AsUser:
             out.append(f"mounts: {mounts}")
         deadline = time.monotonic() + 3  # a supervisor may still be writing its record
         while True:
+            _reap_zombies()  # supervisors reparented to us when another suite made us subreaper
             procs = subprocess.run(["pgrep", "-a", "-u", str(self.user.uid)],
                                    capture_output=True)
-            if not procs.stdout.strip() or time.monotonic() > deadline:
+            live = [p for p in procs.stdout.decode().splitlines() if "<defunct>" not in p]
+            if not live or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        if procs.stdout.strip():
-            out.append(f"processes: {procs.stdout.decode().splitlines()}")
+        if live:
+            out.append(f"processes: {live}")
         return out
+
+
+def _reap_zombies() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 @pytest.fixture
