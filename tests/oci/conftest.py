@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 from tests.busybox import make_busybox_root
+from tests.reap import reap_all
 
 ROOT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IS_ROOT = os.geteuid() == 0
@@ -230,16 +231,6 @@ class Oci:
         return out
 
 
-def _reap_all() -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _subreaper() -> Iterator[None]:
     """Be the containers' subreaper (as conmon is); afterwards drop the test cgroup parent."""
@@ -281,7 +272,7 @@ def oci(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oci]:
         except OSError:
             pass
     time.sleep(0.01)
-    _reap_all()
+    reap_all()
     shutil.rmtree(base, ignore_errors=True)
     assert not problems, "the test left traces behind: " + "; ".join(problems)
 

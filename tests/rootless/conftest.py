@@ -24,6 +24,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import pytest
 
 from tests.busybox import make_busybox_root
+from tests.reap import reap_all
 
 ROOT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYTHON = "/usr/bin/python3"
@@ -187,7 +188,7 @@ class AsUser:
             out.append(f"mounts: {mounts}")
         deadline = time.monotonic() + 3  # a supervisor may still be writing its record
         while True:
-            _reap_zombies()  # supervisors reparented to us when another suite made us subreaper
+            reap_all()  # supervisors reparented to us when another suite made us subreaper
             procs = subprocess.run(["pgrep", "-a", "-u", str(self.user.uid)],
                                    capture_output=True)
             live = [p for p in procs.stdout.decode().splitlines() if "<defunct>" not in p]
@@ -197,16 +198,6 @@ class AsUser:
         if live:
             out.append(f"processes: {live}")
         return out
-
-
-def _reap_zombies() -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 @pytest.fixture
