@@ -201,7 +201,7 @@ class V1Driver(Driver):
                     continue
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 if c == "cpuset":
-                    self._init_cpuset(os.path.dirname(path))
+                    self._init_cpuset(os.path.dirname(path), self.mounts[c])
                 base._mkdir(path)
                 created.append(path)
             self._apply(paths, resources)
@@ -228,11 +228,19 @@ class V1Driver(Driver):
                 pass
 
     @staticmethod
-    def _init_cpuset(parent: str) -> None:
-        for f in ("cpuset.cpus", "cpuset.mems"):
-            path = os.path.join(parent, f)
-            if not base._read(path).strip():
-                base._write(path, base._read(os.path.join(os.path.dirname(parent), f)).strip())
+    def _init_cpuset(parent: str, mount: str) -> None:
+        """A v1 cpuset takes no tasks, nor children with CPUs, while its own cpus/mems are
+        empty (as a fresh mkdir leaves them): fill every empty one from the hierarchy's
+        root down to ``parent`` from the level above (runc does the same)."""
+        rel = os.path.relpath(parent, mount)
+        levels = [] if rel == "." else rel.split(os.sep)
+        d = mount
+        for part in levels:
+            above, d = d, os.path.join(d, part)
+            for f in ("cpuset.cpus", "cpuset.mems"):
+                path = os.path.join(d, f)
+                if not base._read(path).strip():
+                    base._write(path, base._read(os.path.join(above, f)).strip())
 
     @staticmethod
     def _apply(paths: Dict[str, str], r: Resources) -> None:
