@@ -225,9 +225,33 @@ def run(args: argparse.Namespace) -> int:
     from pycontain.runtime.runtime import Runtime
 
     rt = Runtime(getattr(args, "root", None), getattr(args, "storage", None))
-    try:
+
+    def command() -> int:
         if args.verb == "commit":
             return cmd_commit(args, rt.storage, rt.root)
         return cmd_image(args, rt.storage, rt.root)
+
+    try:
+        if rt.rootless:
+            return _in_mapped_namespace(command)
+        return command()
     except ImageError as e:
         raise ContainerError(str(e)) from None
+
+
+def _in_mapped_namespace(command: Any) -> int:
+    """Rootless with a subordinate range: image commands run as root of a user namespace
+    with the containers' maps (podman's ``unshare``), so that layers keep their files'
+    owners as the containers see them, and commit, export and rm read and remove files of
+    any mapped id. With a single id (no range) they run as the user, whose own files are all
+    root's inside anyway."""
+    import os
+
+    from pycontain.runtime import userns
+
+    uid_maps, gid_maps, full = userns.rootless_mappings(
+        helpers=os.environ.get("PYCONTAIN_SUBIDS", "1") != "0")
+    if not full:
+        return int(command())
+    userns.run_mapped(command, uid_maps, gid_maps)
+    return 0

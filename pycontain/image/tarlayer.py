@@ -48,6 +48,17 @@ USER_OPAQUE_XATTR = "user.overlay.opaque"
 OPAQUE_XATTRS = (OPAQUE_XATTR, USER_OPAQUE_XATTR)
 
 
+def _host_root() -> bool:
+    """Root of the initial user namespace (who alone may set trusted.* xattrs)."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() == ["0", "0", "4294967295"]
+    except OSError:
+        return True
+
+
 def is_opaque(path: str) -> bool:
     """Whether directory ``path`` of a layer or upper dir is an opaque overlayfs one."""
     return any(_get_xattr(path, name) == b"y" for name in OPAQUE_XATTRS)
@@ -319,7 +330,7 @@ class _Extractor:
     def __init__(self, dest: str, is_root: bool) -> None:
         self.dest = dest
         self.is_root = is_root
-        self.opaque_xattr = OPAQUE_XATTR if os.geteuid() == 0 else USER_OPAQUE_XATTR
+        self.opaque_xattr = OPAQUE_XATTR if _host_root() else USER_OPAQUE_XATTR
         self.whiteouts: Set[str] = set()
         self.dirs: Dict[str, tarfile.TarInfo] = {}
         self.warnings: List[str] = []
@@ -428,7 +439,11 @@ class _Extractor:
                 self.warnings.append(f"skipped device node {rel!r} (not root)")
                 return
             kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
-            os.mknod(p, kind | 0o600, os.makedev(m.devmajor, m.devminor))
+            try:
+                os.mknod(p, kind | 0o600, os.makedev(m.devmajor, m.devminor))
+            except PermissionError:  # root of a user namespace may not make device nodes
+                self.warnings.append(f"skipped device node {rel!r} (in a user namespace)")
+                return
             self._meta(p, m)
         elif m.isfifo():
             os.mkfifo(p, 0o600)
@@ -506,7 +521,17 @@ class _Extractor:
         """Ownership, xattrs, mode, mtime of ``target`` (an fd or a path not to follow)."""
         by_fd = isinstance(target, int)
         if self.is_root:
-            os.chown(target, m.uid, m.gid, **({} if by_fd else {"follow_symlinks": False}))
+            try:
+                os.chown(target, m.uid, m.gid,
+                         **({} if by_fd else {"follow_symlinks": False}))
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                # a user namespace without this id (beyond its subordinate range): the file
+                # stays root's, as podman would refuse; said once per id pair
+                note = f"owner {m.uid}:{m.gid} is not mapped here: kept as root's"
+                if note not in self.warnings:
+                    self.warnings.append(note)
         for name, value in _xattrs(m).items():
             try:
                 if by_fd:

@@ -242,10 +242,19 @@ def run_mapped(fn: Any, uid_maps: Sequence[Mapping], gid_maps: Sequence[Mapping]
                 os.setresuid(0, 0, 0)
                 fn()
                 code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
         except BaseException as e:
             try:
                 os.write(c2p[1], f"E{e}".encode())
             except OSError:
+                pass
+        import sys
+
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
                 pass
         os._exit(code)
     os.close(c2p[1])

@@ -135,6 +135,11 @@ def box(user: User, tree: str) -> Iterator[str]:
     make_busybox_root(root, files={
         "etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n",
         "etc/group": "root:x:0:\nnogroup:x:65534:\n"})
+    os.makedirs(os.path.join(root, "home", "app"))
+    with open(os.path.join(root, "home", "app", "owned"), "w") as f:
+        f.write("app's\n")
+    for p in ("home/app", "home/app/owned"):
+        os.chown(os.path.join(root, p), 1000, 1000)
     tar = os.path.join(d, "box.tar")
     subprocess.run(["tar", "-C", root, "-cf", tar, "."], check=True)
     os.chmod(tar, 0o644)

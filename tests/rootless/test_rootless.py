@@ -3,6 +3,7 @@ SIGKILL, the Python API and the sandbox recipe of docs/pycontain.md."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -67,8 +68,29 @@ def test_detached_lifecycle_exec_logs_stop_rm(rl: AsUser, user: User) -> None:
     assert rl.containers() == []
 
 
-def test_images_import_run_commit_rm(rl: AsUser, box: str) -> None:
+def test_images_import_run_commit_rm(rl: AsUser, user: User, box: str) -> None:
     rl.ok("image", "import", box, "--name", "box:v1")
+    # layers keep their owners, as the containers see them (unpacked in the mapped namespace)
+    out = rl.ok("run", "--rm", "--image", "box:v1", "--", "sh", "-c",
+                "ls -ln /home/app/owned | tr -s ' ' | cut -d' ' -f3,4")
+    assert out.strip() == "1000 1000", out
+    (owned,) = glob.glob(os.path.join(rl.storage, "layers", "sha256", "*", "home", "app",
+                                      "owned"))
+    assert os.stat(owned).st_uid == user.subuid_start + 999  # the range's id for 1000
+    # and an export writes the ids the container sees, not the host's (digests as imported)
+    out_tar = os.path.join(user.home, "export.tar")
+    rl.ok("image", "export", "box:v1", out_tar)
+    import tarfile
+
+    with tarfile.open(out_tar) as layout:
+        index = json.load(layout.extractfile("index.json"))  # type: ignore[arg-type]
+        manifest = json.load(layout.extractfile(  # type: ignore[arg-type]
+            "blobs/sha256/" + index["manifests"][0]["digest"][7:]))
+        blob = layout.extractfile("blobs/sha256/" + manifest["layers"][0]["digest"][7:])
+        with tarfile.open(fileobj=blob, mode="r|*") as layer:
+            owners = {m.name.lstrip("./"): (m.uid, m.gid) for m in layer}
+    assert owners["home/app/owned"] == (1000, 1000) and owners["bin/busybox"] == (0, 0)
+    os.unlink(out_tar)
     out = rl.ok("run", "--name", "c1", "--image", "box:v1", "--", "sh", "-c",
                 "echo hello from $(hostname); rm /bin/ls; rm -rf /etc; mkdir /etc; "
                 "echo only > /etc/only")
