@@ -20,18 +20,21 @@ def rootless() -> bool:
 
 
 def state_root() -> str:
-    if not rootless():
-        return DEFAULT_ROOT
+    return DEFAULT_ROOT if not rootless() else user_runtime_dir("pycontain")
+
+
+def user_runtime_dir(name: str) -> str:
+    """A normal user's ``$XDG_RUNTIME_DIR/NAME``, else ``/tmp/NAME-run-UID`` (private)."""
     uid = os.geteuid()
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.path.isabs(xdg):
         try:
             st = os.stat(xdg)
             if st.st_uid == uid and os.access(xdg, os.W_OK):
-                return os.path.join(xdg, "pycontain")
+                return os.path.join(xdg, name)
         except OSError:
             pass
-    return _private_tmp(f"/tmp/pycontain-run-{uid}", uid)
+    return _private_tmp(f"/tmp/{name}-run-{uid}", uid)
 
 
 def storage_root() -> str:

@@ -447,8 +447,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         if g.get("systemd_cgroup"):
             raise UsageError("--systemd-cgroup is not supported: pycontain-oci manages cgroupfs "
                              "cgroups only (configure the engine for cgroupfs)")
-        if str(g.get("rootless", "false")).lower() == "true":
-            raise UsageError("--rootless true: rootless containers are not supported")
+        rootless = str(g.get("rootless", "auto")).lower()
+        if rootless not in ("true", "false", "auto"):
+            raise UsageError(f"invalid --rootless {rootless!r} (true, false or auto)")
+        if rootless == "false" and os.geteuid() != 0:
+            raise UsageError("--rootless false: pycontain-oci is not running as root")
+        if rootless == "true" and os.geteuid() == 0:
+            raise UsageError("--rootless true as root is not supported (run it as the user)")
         verb, *rest = rest
         if verb not in _HANDLERS:
             raise UsageError(f"unknown command {verb!r}")

@@ -66,6 +66,16 @@ DEFAULT_ROOT = "/run/pycontain-oci"
 FIFO = "exec.fifo"
 
 
+def default_root() -> str:
+    """/run/pycontain-oci as root; a normal user's own place otherwise (runc's
+    $XDG_RUNTIME_DIR/runc), as for the docker-like CLI."""
+    if os.geteuid() == 0:
+        return DEFAULT_ROOT
+    from pycontain.defaults import user_runtime_dir
+
+    return user_runtime_dir("pycontain-oci")
+
+
 def _cgroup_location(path: str, cid: str) -> List[str]:
     """(parent, name) of the container's cgroup from linux.cgroupsPath."""
     if not path:
@@ -104,7 +114,7 @@ class OciRuntime:
 
     def __init__(self, root: Optional[str] = None,
                  warn: Optional[Callable[[str], None]] = None) -> None:
-        self.root = os.path.abspath(root or DEFAULT_ROOT)
+        self.root = os.path.abspath(root or default_root())
         self.warn = warn or (lambda msg: None)
         self._rt: Optional[Runtime] = None
 
@@ -185,9 +195,6 @@ class OciRuntime:
         from pycontain.runtime.process import Launch
         from pycontain.runtime.spec import Spec
 
-        if os.geteuid() != 0:
-            raise OciError("pycontain-oci must run as root (rootless containers are not "
-                           "supported)")
         sdir = self._dir(cid)
         bundle = os.path.abspath(bundle or ".")
         cfg = load_config(bundle)
@@ -213,6 +220,14 @@ class OciRuntime:
             raise OciError("--console-socket given but process.terminal is false")
         parent, name = _cgroup_location(spec.linux.cgroups_path, cid)
         spec.linux.resources.devices = _device_rules(spec)
+        if os.geteuid() != 0:
+            if not any(n.type == "user" for n in spec.linux.namespaces):
+                raise OciError("as a normal user the config needs a user namespace (see "
+                               "pycontain-oci spec --rootless)")
+            try:  # a cgroup only in a subtree delegated to the user (cgroupsPath's parent)
+                driver = cgroups.delegated(cgroups.detect(), parent)
+            except cgroups.CgroupError as e:
+                driver = cgroups.NoDriver(str(e))
         try:
             cg_rel = cgroups.base.relative_path(name, parent)
         except cgroups.CgroupError as e:

@@ -209,3 +209,45 @@ def test_sandbox_recipe(rl: AsUser, code: str, exit_code: int, stdout: str) -> N
         recipe = f.read()
     r = rl.python("-c", recipe, input=code.encode(), timeout=60)
     assert (r.returncode, r.stdout.decode().strip()) == (exit_code, stdout), r.stderr
+
+
+def test_oci_runtime_as_a_normal_user(rl: AsUser, user: User, box: str) -> None:
+    """pycontain-oci rootless (as runc is): ``spec --rootless``, run, exec, kill, delete, with
+    its state in the user's runtime dir; a config without a user namespace is refused."""
+    bundle = os.path.join(user.home, "bundle")
+    oci = ["-m", "pycontain.oci.cli"]
+    os.makedirs(os.path.join(bundle, "rootfs"))
+    subprocess.run(["tar", "-C", os.path.join(bundle, "rootfs"), "-xf", box], check=True)
+    subprocess.run(["chown", "-R", f"{user.uid}:{user.gid}", bundle], check=True)
+    r = rl.python(*oci, "spec", "--rootless", "--bundle", bundle)
+    assert r.returncode == 0, r.stderr
+    path = os.path.join(bundle, "config.json")
+    with open(path) as f:
+        cfg = json.load(f)
+    cfg["process"].update(terminal=False, args=["sh", "-c", "id -u; cat /proc/self/uid_map"])
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    r = rl.python(*oci, "run", "--bundle", bundle, "one")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().split() == ["0", "0", str(user.uid), "1"]
+    cfg["process"]["args"] = ["sleep", "30"]
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    # (the container keeps run's stdio: not pipes, whose end would never come)
+    r = rl.python(*oci, "run", "--detach", "--bundle", bundle, "two",
+                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, capture_output=False)
+    assert r.returncode == 0
+    try:
+        assert os.path.isdir(os.path.join(user.home, "run", "pycontain-oci", "two"))
+        r = rl.python(*oci, "exec", "two", "cat", "/proc/self/uid_map")
+        assert r.stdout.decode().split() == ["0", str(user.uid), "1"], r.stderr
+    finally:
+        rl.python(*oci, "delete", "--force", "two")
+    cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "user"]
+    cfg["linux"].pop("uidMappings")
+    cfg["linux"].pop("gidMappings")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    r = rl.python(*oci, "run", "--bundle", bundle, "three")
+    assert r.returncode == 1 and b"needs a user namespace" in r.stderr, r.stderr
+    subprocess.run(["rm", "-rf", bundle], check=True)
