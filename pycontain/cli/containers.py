@@ -37,7 +37,8 @@ def cmd_run(args: Any) -> int:
         net=args.net, env=args.env, volumes=args.volume, workdir=args.workdir,
         read_only=args.read_only, storage_size=_storage_size(args.storage_opt),
         init=args.init, preload=args.preload, detach=args.detach, remove=args.rm,
-        limit_fallback=args.limit_fallback)
+        limit_fallback=args.limit_fallback, networks=args.network, ports=args.publish,
+        ip=args.ip, network_aliases=args.network_alias)
     if args.detach:
         c.start()
         print(c.id)
@@ -169,4 +170,13 @@ def cmd_inspect(args: Any) -> int:
     rt = runtime_of(args)
     out = [rt.get(n).inspect() for n in args.name]
     print(json.dumps(out[0] if len(out) == 1 else out, indent=2, default=str))
+    return 0
+
+
+def cmd_port(args: Any) -> int:
+    """``pycontain port NAME``: docker's lines, ``80/tcp -> 0.0.0.0:8080``."""
+    s = runtime_of(args).get(args.name).state()
+    for m in (s.get("network") or {}).get("ports") or []:
+        print(f"{m['containerPort']}/{m['protocol']} -> {m.get('hostIP') or '0.0.0.0'}:"
+              f"{m['hostPort']}")
     return 0

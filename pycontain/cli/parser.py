@@ -48,7 +48,16 @@ def build_parser(only: Optional[str] = None) -> Any:
         r.add_argument("--pids", type=str, help="maximum number of processes")
         r.add_argument("--cpus", help="CPU quota in CPUs, e.g. 0.5")
         r.add_argument("--hostname", help="hostname (default: the container name)")
-        r.add_argument("--net", default="none", help="none (loopback only, default) or host")
+        r.add_argument("--net", default=None,
+                       help="none (loopback only, the default), host, or a network's name")
+        r.add_argument("--network", action="append", default=[], metavar="NAME",
+                       help="join this network (repeatable; bridge networks: network create)")
+        r.add_argument("-p", "--publish", action="append", default=[],
+                       metavar="[IP:]HOST:CONTAINER[/udp]",
+                       help="publish a container port on the host (default network if none)")
+        r.add_argument("--ip", help="the address on the first network")
+        r.add_argument("--network-alias", action="append", default=[], metavar="NAME",
+                       help="another name the container answers to on its networks")
         r.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
         r.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]")
         r.add_argument("-w", "--workdir")
@@ -133,6 +142,15 @@ def build_parser(only: Optional[str] = None) -> Any:
         ins = sub.add_parser("inspect", parents=[common], help="JSON state of a container")
         ins.add_argument("name", nargs="+")
 
+    if only in (None, "port"):
+        po = sub.add_parser("port", parents=[common], help="a container's published ports")
+        po.add_argument("name")
+
+    if only in (None, "network"):
+        from pycontain.cli import networks
+
+        networks.add_subparsers(sub, [common], _Parser)
+
     if only in (None, "image", "commit"):
         from pycontain.cli import images
 
@@ -160,10 +178,14 @@ _RUN_OPTS = {
     "--init": ("init", False, False, True), "--no-init": ("init", False, False, False),
     "--root": ("root", True, False, None), "--storage": ("storage", True, False, None),
     "--limit-fallback": ("limit_fallback", True, False, None),
+    "--network": ("network", True, True, None), "-p": ("publish", True, True, None),
+    "--publish": ("publish", True, True, None), "--ip": ("ip", True, False, None),
+    "--network-alias": ("network_alias", True, True, None),
 }  # fmt: skip
 _RUN_DEFAULTS = {"name": None, "image": "host", "rootfs": None, "memory": None,
                  "memory_swap": None, "pids": None, "cpus": None, "hostname": None,
-                 "net": "none", "env": [], "volume": [], "workdir": None, "read_only": False,
+                 "net": None, "network": [], "publish": [], "ip": None, "network_alias": [],
+                 "env": [], "volume": [], "workdir": None, "read_only": False,
                  "storage_opt": [], "detach": False, "rm": False, "init": True, "preload": None,
                  "limit_fallback": None}
 

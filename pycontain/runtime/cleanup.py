@@ -52,7 +52,8 @@ def undo_create(e: BaseException, error: Type[Exception], sdir: StateDir,
 
 
 def destroy(sdir: StateDir, cg: Optional[cgroups.Cgroup], cdir: Optional[str]) -> None:
-    """Remove every trace: cgroup (killing what is left), upper dir, state dir."""
+    """Remove every trace: cgroup (killing what is left), networks (CNI DEL, the network
+    namespace), upper dir, state dir."""
     import shutil
 
     if cg is not None:
@@ -61,6 +62,7 @@ def destroy(sdir: StateDir, cg: Optional[cgroups.Cgroup], cdir: Optional[str]) -
             cg.remove()
         except (cgroups.CgroupError, OSError):
             pass
+    detach_networks(sdir)
     if cdir and os.path.isdir(cdir):
         shutil.rmtree(cdir, ignore_errors=True)
         if os.path.isdir(cdir) and os.geteuid() != 0:  # rootless: files of mapped ids
@@ -86,3 +88,21 @@ def destroy(sdir: StateDir, cg: Optional[cgroups.Cgroup], cdir: Optional[str]) -
             tomb = sdir.path
         shutil.rmtree(tomb, ignore_errors=True)
 
+
+
+def detach_networks(sdir: StateDir, s: Optional[Dict[str, Any]] = None) -> None:
+    """CNI DEL of the container's networks and removal of its network namespace, if its
+    record has any (idempotent: what is already released is skipped)."""
+    if s is None:
+        try:
+            s = sdir.read()
+        except Exception:  # no readable record: nothing known to release
+            return
+    if not s.get("network"):
+        return
+    from pycontain.net.attach import detach
+
+    for err in detach(s["network"], str(s.get("id", ""))):
+        import sys
+
+        sys.stderr.write(f"pycontain: warning: {err}\n")

@@ -421,6 +421,8 @@ class Container:
                 cg.remove()
             except (cgroups.CgroupError, OSError):
                 pass
+        if s.get("network"):  # the addresses go back as soon as it stops (docker's way)
+            cleanup.detach_networks(self.dir, s)
         allocator = self._collect_allocator()
         if allocator is not None:
             stats["allocator"] = allocator
@@ -672,6 +674,7 @@ class Container:
             "detached": s.get("detached"),
             "auto_remove": s.get("auto_remove"),
             "net": s.get("net"),
+            "network": s.get("network"),
             "volumes": s.get("volumes"),
             "limits": limits,
             "memory": {"current": stats.get("memory_current"), "peak": stats.get("memory_peak"),

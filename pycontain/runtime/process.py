@@ -105,8 +105,8 @@ def _child(spec: Spec, state: Dict[str, Any], procs_files: List[str], errw: int,
             _confine_to_root(spec, launch)
         if spec.hostname and spec.linux.has_namespace("uts"):
             _sys.sethostname(spec.hostname)
-        if spec.linux.has_namespace("network"):
-            _sys.lo_up()
+        if spec.linux.has_namespace("network") or state.get("network"):
+            _sys.lo_up()  # (a namespace made for CNI networks has its loopback down)
         if launch is not None and launch.console >= 0 and spec.process.terminal:
             _setup_console(launch.console, spec.process)
         as_init = launch.init if launch is not None else bool(state.get("init", True))

@@ -81,6 +81,41 @@ class Runtime:
 
         return ImageStore(self.storage, root=self.root)
 
+    def _join_networks(self, spec: Spec, sdir: StateDir, state: Dict[str, Any],
+                       plan: Dict[str, Any], cid: str, name: str) -> None:
+        """The network namespace and CNI ADD (the plan is on disk first, for teardown),
+        then /etc/hosts and /etc/resolv.conf for the container, and its name in the hosts
+        files of the running containers it shares a network with."""
+        from pycontain.net import attach as _attach
+        from pycontain.net.config import Networks
+        from pycontain.runtime.spec import Mount, Namespace
+
+        with sdir.lock():
+            sdir.write(state)
+        _attach.attach(Networks(self.storage), plan, cid)
+        spec.linux.namespaces = [n for n in spec.linux.namespaces if n.type != "network"]
+        spec.linux.namespaces.append(Namespace("network", plan["netns"]))
+        peers = [s for s in iter_states(self.root) if s.get("network") and
+                 s.get("name") != name and alive(s.get("pid"), s.get("pid_start"))]
+        hosts = sdir.file("hosts")
+        with open(hosts, "w") as f:
+            f.write(_attach.hosts_file(plan, name, spec.hostname, peers))
+        resolv = sdir.file("resolv.conf")
+        with open(resolv, "w") as f:
+            f.write(_resolv_conf())
+        spec.mounts += [Mount("/etc/hosts", "bind", hosts, ["bind", "rw"]),
+                        Mount("/etc/resolv.conf", "bind", resolv, ["bind", "ro"])]
+        mine = set(plan["addresses"])
+        own = next((a for a in plan["addresses"].values() if a), None)
+        for p in peers:
+            if own and mine & set(p["network"].get("addresses") or {}):
+                line = f"{own}\t{' '.join(dict.fromkeys([name, *plan['aliases']]))}\n"
+                try:
+                    with open(StateDir(self.root, p["name"]).file("hosts"), "a") as f:
+                        f.write(line)
+                except OSError:
+                    pass
+
     def _rootless_spec(self, spec: Spec, img_user: Tuple[int, int, List[int]],
                        limit_fallback: Optional[str], driver: cgroups.Driver) -> Dict[str, Any]:
         """A normal user's container: a user namespace (the user is root in it), and the
@@ -165,7 +200,7 @@ class Runtime:
         pids: Optional[int] = None,
         cpus: Union[float, str, None] = None,
         hostname: Optional[str] = None,
-        net: str = "none",
+        net: Optional[str] = None,
         env: Union[Sequence[str], Dict[str, str], None] = None,
         volumes: Sequence[str] = (),
         workdir: Optional[str] = None,
@@ -176,6 +211,10 @@ class Runtime:
         detach: bool = False,
         remove: bool = False,
         limit_fallback: Optional[str] = None,
+        networks: Sequence[str] = (),
+        ports: Sequence[str] = (),
+        ip: Optional[str] = None,
+        network_aliases: Sequence[str] = (),
     ) -> Container:
         """Validate everything, then claim the name and create state, upper dir and cgroup.
 
@@ -194,8 +233,19 @@ class Runtime:
                 raise ContainerError(f"invalid --pids value: {pids!r}") from None
             if pids <= 0:
                 raise ContainerError(f"invalid --pids value: {pids} (must be > 0)")
-        if net not in ("none", "host"):
-            raise ContainerError(f"invalid --net {net!r} (none or host)")
+        networks = list(networks)
+        if net not in (None, "none", "host"):
+            networks.insert(0, net)  # docker's --net NAME is --network NAME
+        if networks and net in ("none", "host"):
+            raise ContainerError(f"--net {net} and --network cannot be combined")
+        if not networks and (ports or ip or network_aliases):
+            if net is not None:
+                raise ContainerError(f"-p, --ip and --network-alias need a network, not --net "
+                                     f"{net}")
+            from pycontain.net.config import DEFAULT_NETWORK
+
+            networks = [DEFAULT_NETWORK]  # docker's: -p alone puts it on the default bridge
+        net = "network" if networks else (net or "none")
         if preload is not None:
             from pycontain.runtime.preload import POLICIES, add_preload, library
         if preload is not None and preload not in POLICIES:
@@ -237,6 +287,13 @@ class Runtime:
         lib = library() if preload is not None else None
 
         cid = os.urandom(16).hex()
+        net_plan = None
+        if networks:
+            from pycontain.net import attach as _attach
+            from pycontain.net.config import Networks
+
+            nets = Networks(self.storage)
+            net_plan = _attach.plan(nets, self.root, cid, networks, ports, ip, network_aliases)
         name = name or cid[:12]
         sdir = StateDir(self.root, name)
         cdir = os.path.join(self.storage, "containers", cid)
@@ -295,6 +352,7 @@ class Runtime:
             "detached": bool(detach),
             "auto_remove": bool(remove),
             "net": net,
+            "network": net_plan,
             "volumes": list(volumes),
             "preload": preload,
             "limits": {"memory": mem, "pids": pids, "cpus": ncpus,
@@ -322,6 +380,8 @@ class Runtime:
                 state["tmpfs_upper"] = upper_size is not None or upper_needs_tmpfs(
                     os.path.dirname(cdir))
             cg = driver.create(cid, spec.linux.resources, self.cgroup_parent)
+            if net_plan is not None:
+                self._join_networks(spec, sdir, state, net_plan, cid, name)
             state.update(status="created", cgroup=cg.to_dict())
             sdir.write_json("config.json", spec.to_dict())
             with sdir.lock():
@@ -356,3 +416,18 @@ def rlimit_limits(spec: Spec) -> List[str]:
         res.pids_limit = None
         moved.append("pids")
     return moved
+
+
+def _resolv_conf() -> str:
+    """The host's resolv.conf without loopback nameservers (unreachable from a container's
+    own network namespace), and a public fallback-free note when none is left."""
+    try:
+        with open("/etc/resolv.conf") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    kept = [ln for ln in lines if not (ln.split()[:1] == ["nameserver"] and
+                                       (ln.split()[1:2] or [""])[0].startswith(("127.", "::1")))]
+    if not any(ln.startswith("nameserver") for ln in kept):
+        kept.append("# no nameserver: the host's resolves through its own loopback")
+    return "\n".join(kept) + "\n"

@@ -33,7 +33,7 @@ def one_line_125(p) -> str:  # type: ignore[no-untyped-def]
         (["run", "--storage-opt", "size=1G", "--rootfs", "/", "--", "true"], "needs an image"),
         (["run", "--image", "nope", "--", "true"], "unknown image 'nope'"),
         (["run", "--rootfs", "/does/not/exist", "--", "true"], "rootfs"),
-        (["run", "--net", "bridge", "--", "true"], "--net"),
+        (["run", "--net", "bridge", "--", "true"], "no such network: bridge"),
         (["run", "-v", "/does/not/exist:/x", "--", "true"], "volume"),
         (["run", "--preload", "bogus", "--", "true"], "policy"),
         (["run", "--name", "bad/name", "--", "true"], "name"),

@@ -1,0 +1,200 @@
+"""Networks on the CNI plugins. Every test runs the runtime inside a network namespace made to
+play the host (``nsenter --net``: the machine's own interfaces and addresses are never
+touched, and traffic never leaves the namespaces made here), then checks that no veth,
+bridge of a removed network, per-container iptables rule, IPAM lease, namespace file or mount
+is left."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Iterator, List
+
+import pytest
+
+ROOT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BRIDGE = "/usr/lib/cni/bridge"
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    pytest.mark.skipif(not os.path.exists(BRIDGE), reason="the CNI plugins are not installed "
+                       "(apt-get install containernetworking-plugins)"),
+    pytest.mark.skipif(shutil.which("nsenter") is None or shutil.which("ip") is None,
+                       reason="needs nsenter and ip"),
+]
+
+
+class Host:
+    """A network namespace playing the host, and the runtime run inside it."""
+
+    def __init__(self, name: str, base: str) -> None:
+        self.name, self.base = name, base
+        self.path = f"/run/netns/{name}"
+        self.env = dict(os.environ, PYCONTAIN_ROOT=os.path.join(base, "state"),
+                        PYCONTAIN_STORAGE=os.path.join(base, "storage"),
+                        PYTHONPATH=ROOT_DIR)
+
+    def sh(self, *args: str, **kw: Any) -> subprocess.CompletedProcess:
+        kw.setdefault("capture_output", True)
+        kw.setdefault("timeout", 60)
+        return subprocess.run(["nsenter", f"--net={self.path}", *args], env=self.env,
+                              stdin=subprocess.DEVNULL, **kw)
+
+    def pc(self, *args: str) -> subprocess.CompletedProcess:
+        return self.sh(sys.executable, "-m", "pycontain", *args)
+
+    def ok(self, *args: str) -> str:
+        r = self.pc(*args)
+        assert r.returncode == 0, f"pycontain {' '.join(args)}: {r.stderr.decode()}"
+        return r.stdout.decode()
+
+    def links(self) -> List[str]:
+        out = self.sh("ip", "-o", "link").stdout.decode().splitlines()
+        return [line.split(":")[1].strip().split("@")[0] for line in out]
+
+    def container_rules(self) -> List[str]:
+        rules = []
+        for table in ("nat", "filter"):
+            out = self.sh("iptables", "-t", table, "-S").stdout.decode().splitlines()
+            rules += [r for r in out if ' id: "' in r or "CNI-DN-" in r]
+        return rules
+
+    def leases(self) -> List[str]:
+        d = os.path.join(self.base, "storage", "cni", "ipam")
+        return [os.path.join(dp, f) for dp, _, fs in os.walk(d) for f in fs
+                if f[0].isdigit()]
+
+
+@pytest.fixture
+def host() -> Iterator[Host]:
+    name = f"pyc-nettest-{os.getpid()}"
+    base = tempfile.mkdtemp(prefix="pycontain-net-")
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    h = Host(name, base)
+    h.sh("ip", "link", "set", "lo", "up", check=True)
+    try:
+        yield h
+        state = os.path.join(base, "state")
+        names = [n for n in os.listdir(state) if not n.startswith(".")] \
+            if os.path.isdir(state) else []
+        problems = []
+        if names:
+            problems.append(f"containers: {names}")
+        veths = [n for n in h.links() if n.startswith("veth")]
+        if veths:
+            problems.append(f"veths: {veths}")
+        if h.container_rules():
+            problems.append(f"rules: {h.container_rules()}")
+        if h.leases():
+            problems.append(f"leases: {h.leases()}")
+        netns_dir = os.path.join(state, ".netns")
+        if os.path.isdir(netns_dir) and os.listdir(netns_dir):
+            problems.append(f"netns files: {os.listdir(netns_dir)}")
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split()[4] for line in f if base in line]
+        if mounts:
+            problems.append(f"mounts: {mounts}")
+        for n in names:
+            h.pc("rm", "-f", n)
+        assert not problems, "left behind: " + "; ".join(problems)
+    finally:
+        with open("/proc/self/mountinfo") as f:
+            for m in [line.split()[4] for line in f if base in line]:
+                subprocess.run(["umount", "-l", m], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_network_create_ls_inspect_rm(host: Host) -> None:
+    assert host.ok("network", "create", "front", "--subnet", "10.77.0.0/24").strip() == "front"
+    host.ok("network", "create", "back", "--internal")
+    ls = json.loads(host.ok("network", "ls", "--json"))
+    assert [(n["name"], n["subnet"], n["gateway"], n["internal"]) for n in ls] == [
+        ("back", "10.89.1.0/24", None, True), ("front", "10.77.0.0/24", "10.77.0.1", False)]
+    (info,) = json.loads(host.ok("network", "inspect", "front"))
+    assert info["containers"] == [] and info["bridge"].startswith("pyc-")
+    for args, message in [
+            (("network", "create", "front"), "already exists"),
+            (("network", "create", "x", "--subnet", "10.77.0.128/25"), "overlaps 10.77.0.0/24"),
+            (("network", "create", "bad/name"), "invalid network name"),
+            (("network", "create", "y", "--subnet", "10.78.0.0/24", "--gateway", "10.1.1.1"),
+             "is not in"),
+            (("network", "rm", "nothing"), "no such network"),
+            (("run", "--rm", "--network", "nothing", "--", "true"), "no such network"),
+            (("run", "--rm", "--net", "host", "-p", "80:80", "--", "true"), "need a network"),
+            (("run", "--rm", "--network", "front", "-p", "99999:80", "--", "true"),
+             "out of range"),
+            (("run", "--rm", "--network", "front", "--ip", "10.1.2.3", "--", "true"),
+             "is not in network front")]:
+        r = host.pc(*args)
+        lines = r.stderr.decode().strip().splitlines()
+        assert r.returncode == 125 and len(lines) == 1 and message in lines[0], (args, r.stderr)
+    host.ok("network", "rm", "front", "back")
+    assert host.ok("network", "ls").strip().splitlines()[1:] == []
+    assert not [n for n in host.links() if n.startswith("pyc-")]  # bridges removed too
+
+
+def test_published_port_and_names(host: Host) -> None:
+    host.ok("network", "create", "front", "--subnet", "10.77.0.0/24")
+    host.ok("run", "-d", "--name", "web", "--network", "front", "--network-alias", "www",
+            "--ip", "10.77.0.50", "-p", "127.0.0.1:8080:80", "--", "python3", "-m",
+            "http.server", "80")
+    try:
+        assert host.ok("port", "web").strip() == "80/tcp -> 127.0.0.1:8080"
+        (info,) = json.loads(host.ok("network", "inspect", "front"))
+        assert info["containers"] == ["web"]
+        r = host.pc("network", "rm", "front")
+        assert r.returncode == 125 and b"in use by web" in r.stderr
+        deadline = time.monotonic() + 10
+        fetch = ("import urllib.request, sys; "
+                 "print(len(urllib.request.urlopen(sys.argv[1], timeout=2).read()))")
+        while True:  # the published port, from the test host's loopback
+            r = host.sh(sys.executable, "-c", fetch, "http://127.0.0.1:8080/")
+            if r.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert r.returncode == 0 and int(r.stdout) > 0, r.stderr
+        # a second container reaches the first by name and by alias
+        out = host.ok("run", "--rm", "--name", "client", "--network", "front", "--", "sh",
+                      "-c", f"grep -w web /etc/hosts; python3 -c '{fetch}' http://web/ && "
+                      f"python3 -c '{fetch}' http://www/")
+        lines = out.splitlines()
+        assert lines[0].split() == ["10.77.0.50", "web", "www"]
+        assert int(lines[1]) > 0 and lines[1] == lines[2]
+        assert "client" in open(os.path.join(host.base, "state", "web", "hosts")).read()
+    finally:
+        host.ok("rm", "-f", "web")
+    host.ok("network", "rm", "front")
+
+
+def test_internal_network_has_no_way_out(host: Host) -> None:
+    host.ok("network", "create", "closed", "--internal", "--subnet", "10.79.0.0/24")
+    out = host.ok("run", "--rm", "--network", "closed", "--", "sh", "-c",
+                  "ip -4 route; ip -4 -o addr show eth0 | awk '{print $4}'")
+    lines = out.strip().splitlines()
+    assert not any(line.startswith("default") for line in lines), out
+    assert lines[-1].startswith("10.79.0.")
+    host.ok("network", "rm", "closed")
+
+
+def test_stop_releases_the_address_and_api(host: Host) -> None:
+    host.ok("network", "create", "front", "--subnet", "10.77.0.0/24")
+    host.ok("run", "-d", "--name", "s", "--network", "front", "--", "sleep", "60")
+    assert len(host.leases()) == 1
+    host.ok("stop", "s")
+    assert host.leases() == [] and not [n for n in host.links() if n.startswith("veth")]
+    host.ok("rm", "s")
+    code = ("import pycontain; r = pycontain.run(['sh', '-c', 'ip -4 -o addr show eth0'], "
+            "networks=['front'], capture_output=True); print(r.exit_code, "
+            "r.stdout.decode().split()[3])")
+    r = host.sh(sys.executable, "-c", code)
+    assert r.returncode == 0, r.stderr
+    exit_code, addr = r.stdout.decode().split()
+    assert exit_code == "0" and addr.startswith("10.77.0.")
+    host.ok("network", "rm", "front")
