@@ -234,7 +234,19 @@ class Runtime:
             if pids <= 0:
                 raise ContainerError(f"invalid --pids value: {pids} (must be > 0)")
         networks = list(networks)
-        if net not in (None, "none", "host"):
+        shared_with = None
+        for n in [net, *networks]:
+            if n and n.startswith("container:"):
+                shared_with = n[len("container:"):]
+        if shared_with is not None:
+            if len([n for n in [net, *networks] if n]) > 1 or ports or ip or network_aliases:
+                raise ContainerError("--network container:NAME shares that container's network "
+                                     "namespace: no other network, -p, --ip or alias")
+            other = self.get(shared_with)
+            if not other.is_running():
+                raise ContainerError(f"--network container:{shared_with}: it is not running")
+            net, networks = f"container:{other.name}", []
+        elif net not in (None, "none", "host"):
             networks.insert(0, net)  # docker's --net NAME is --network NAME
         if networks and net in ("none", "host"):
             raise ContainerError(f"--net {net} and --network cannot be combined")
@@ -245,7 +257,8 @@ class Runtime:
             from pycontain.net.config import DEFAULT_NETWORK
 
             networks = [DEFAULT_NETWORK]  # docker's: -p alone puts it on the default bridge
-        net = "network" if networks else (net or "none")
+        if shared_with is None:
+            net = "network" if networks else (net or "none")
         if preload is not None:
             from pycontain.runtime.preload import POLICIES, add_preload, library
         if preload is not None and preload not in POLICIES:
@@ -311,6 +324,11 @@ class Runtime:
         spec.process.env = build_env(img_env, spec.hostname, env)
         if net == "host":
             spec.linux.namespaces = [n for n in spec.linux.namespaces if n.type != "network"]
+        elif shared_with is not None:  # the pod model: one network namespace, several containers
+            from pycontain.runtime.spec import Namespace
+
+            spec.linux.namespaces = [n for n in spec.linux.namespaces if n.type != "network"]
+            spec.linux.namespaces.append(Namespace("network", f"/proc/{other.pid}/ns/net"))
         res = spec.linux.resources
         res.memory_limit = mem
         res.memory_swap = swap if (mem is not None and swap is not None) else None

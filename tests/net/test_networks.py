@@ -198,3 +198,46 @@ def test_stop_releases_the_address_and_api(host: Host) -> None:
     exit_code, addr = r.stdout.decode().split()
     assert exit_code == "0" and addr.startswith("10.77.0.")
     host.ok("network", "rm", "front")
+
+
+def test_container_network_is_shared(host: Host) -> None:
+    """``--network container:NAME``: the pod model, one network namespace for several."""
+    host.ok("network", "create", "front", "--subnet", "10.77.0.0/24")
+    host.ok("run", "-d", "--name", "pod", "--network", "front", "--", "python3", "-c",
+            "import socket; s = socket.socket(); s.bind(('127.0.0.1', 7000)); s.listen(); "
+            "c, _ = s.accept(); c.sendall(b'same-namespace'); c.close()")
+    try:
+        code = ("import socket, time\nfor _ in range(100):\n    try:\n"
+                "        print(socket.create_connection(('127.0.0.1', 7000), 1).recv(64)"
+                ".decode()); break\n    except OSError:\n        time.sleep(0.05)")
+        out = host.ok("run", "--rm", "--network", "container:pod", "--", "sh", "-c",
+                      f"ip -4 -o addr show eth0 | awk '{{print $4}}'; python3 -c \"{code}\"")
+        addr, reply = out.split()
+        assert addr.startswith("10.77.0.") and reply == "same-namespace"
+        r = host.pc("run", "--rm", "--network", "container:pod", "-p", "1:1", "--", "true")
+        assert r.returncode == 125 and b"shares that container" in r.stderr
+    finally:
+        host.ok("rm", "-f", "pod")
+    host.ok("network", "rm", "front")
+
+
+def test_sigkill_of_the_cli_releases_the_network(host: Host) -> None:
+    import signal
+
+    host.ok("network", "create", "front", "--subnet", "10.77.0.0/24")
+    p = subprocess.Popen(["nsenter", f"--net={host.path}", sys.executable, "-m", "pycontain",
+                          "run", "--rm", "--name", "victim", "--network", "front", "--",
+                          "sleep", "60"], env=host.env, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not host.leases():
+        assert time.monotonic() < deadline, "the container never got an address"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    deadline = time.monotonic() + 10  # PID 1 dies with its CLI; the next command cleans up
+    while "victim" in host.ok("ps", "-a") or host.leases():
+        assert time.monotonic() < deadline, host.leases()
+        time.sleep(0.05)
+    host.ok("network", "rm", "front")
