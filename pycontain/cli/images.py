@@ -132,11 +132,23 @@ def _parse_change(item: str) -> Dict[str, Any]:
     key, sep, value = item.partition("=")
     key = key.strip()
     aliases = {"cmd": "Cmd", "entrypoint": "Entrypoint", "env": "Env",
-               "workingdir": "WorkingDir", "workdir": "WorkingDir", "user": "User"}
+               "workingdir": "WorkingDir", "workdir": "WorkingDir", "user": "User",
+               "expose": "ExposedPorts", "exposedports": "ExposedPorts"}
     k = aliases.get(key.lower())
     if not sep or k is None:
         raise ImageError(f"invalid --change {item!r} (KEY=VALUE with KEY one of Cmd, "
-                         "Entrypoint, Env, WorkingDir, User)")
+                         "Entrypoint, Env, WorkingDir, User, Expose)")
+    if k == "ExposedPorts":  # Expose=80,53/udp
+        ports: Dict[str, Any] = {}
+        for p in value.replace(" ", ",").split(","):
+            if not p:
+                continue
+            num, _, proto = p.partition("/")
+            if not num.isdigit() or not 0 < int(num) < 65536 or proto not in ("", "tcp",
+                                                                                 "udp", "sctp"):
+                raise ImageError(f"invalid --change {item!r}: port {p!r}")
+            ports[f"{int(num)}/{proto or 'tcp'}"] = {}
+        return {k: ports}
     if k in ("Cmd", "Entrypoint"):
         try:
             v = json.loads(value)

@@ -55,6 +55,8 @@ def build_parser(only: Optional[str] = None) -> Any:
         r.add_argument("-p", "--publish", action="append", default=[],
                        metavar="[IP:]HOST:CONTAINER[/udp]",
                        help="publish a container port on the host (default network if none)")
+        r.add_argument("-P", "--publish-all", action="store_true",
+                       help="publish every port the image exposes on a free host port")
         r.add_argument("--ip", help="the address on the first network")
         r.add_argument("--network-alias", action="append", default=[], metavar="NAME",
                        help="another name the container answers to on its networks")
@@ -181,10 +183,12 @@ _RUN_OPTS = {
     "--network": ("network", True, True, None), "-p": ("publish", True, True, None),
     "--publish": ("publish", True, True, None), "--ip": ("ip", True, False, None),
     "--network-alias": ("network_alias", True, True, None),
+    "-P": ("publish_all", False, False, True), "--publish-all": ("publish_all", False, False,
+                                                                 True),
 }  # fmt: skip
 _RUN_DEFAULTS = {"name": None, "image": "host", "rootfs": None, "memory": None,
                  "memory_swap": None, "pids": None, "cpus": None, "hostname": None,
-                 "net": None, "network": [], "publish": [], "ip": None, "network_alias": [],
+                 "net": None, "network": [], "publish": [], "ip": None, "network_alias": [], "publish_all": False,
                  "env": [], "volume": [], "workdir": None, "read_only": False,
                  "storage_opt": [], "detach": False, "rm": False, "init": True, "preload": None,
                  "limit_fallback": None}

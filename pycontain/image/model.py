@@ -58,6 +58,16 @@ class Image:
         self.config = config or {}
 
     @property
+    def exposed_ports(self) -> List[Tuple[int, str]]:
+        """(port, protocol) of the config's ExposedPorts (``"80/tcp": {}``), sorted."""
+        out = []
+        for key in ((self.config.get("config") or {}).get("ExposedPorts") or {}):
+            num, _, proto = str(key).partition("/")
+            if num.isdigit() and 0 < int(num) < 65536:
+                out.append((int(num), proto or "tcp"))
+        return sorted(set(out))
+
+    @property
     def reference(self) -> str:
         return format_reference(self.name, self.tag) if self.tag else self.name
 

@@ -215,6 +215,7 @@ class Runtime:
         ports: Sequence[str] = (),
         ip: Optional[str] = None,
         network_aliases: Sequence[str] = (),
+        publish_all: bool = False,
     ) -> Container:
         """Validate everything, then claim the name and create state, upper dir and cgroup.
 
@@ -234,6 +235,7 @@ class Runtime:
             if pids <= 0:
                 raise ContainerError(f"invalid --pids value: {pids} (must be > 0)")
         networks = list(networks)
+        net_given = net
         shared_with = None
         for n in [net, *networks]:
             if n and n.startswith("container:"):
@@ -294,6 +296,16 @@ class Runtime:
             except ImageError as e:
                 raise ContainerError(str(e)) from None
             root_path = ""
+        if publish_all:  # -P: every port the image EXPOSEs, on a free host port each
+            exposed = img.exposed_ports if rootfs is None else []
+            ports = list(ports) + [f"{_free_port(proto)}:{port}/{proto}"
+                                   for port, proto in exposed]
+            if exposed and not networks:
+                if net_given is not None:
+                    raise ContainerError(f"-P needs a network, not --net {net_given}")
+                from pycontain.net.config import DEFAULT_NETWORK
+
+                networks, net = [DEFAULT_NETWORK], "network"
         args = list(command) if rootfs is not None else img.argv(command)
         if not args:
             raise ContainerError("no command given (usage: pycontain run [OPTIONS] -- CMD ...)")
@@ -449,3 +461,13 @@ def _resolv_conf() -> str:
     if not any(ln.startswith("nameserver") for ln in kept):
         kept.append("# no nameserver: the host's resolves through its own loopback")
     return "\n".join(kept) + "\n"
+
+
+def _free_port(proto: str) -> int:
+    """A host port nothing listens on now (the kernel's pick), for ``-P``."""
+    import socket
+
+    kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])

@@ -241,3 +241,35 @@ def test_sigkill_of_the_cli_releases_the_network(host: Host) -> None:
         assert time.monotonic() < deadline, host.leases()
         time.sleep(0.05)
     host.ok("network", "rm", "front")
+
+
+def test_publish_all_exposed_ports(host: Host, tmp_path: Any) -> None:
+    """-P publishes what the image EXPOSEs (commit --change Expose=...) on free host ports,
+    on the default network when none is named."""
+    from tests.busybox import make_busybox_root
+
+    root = str(tmp_path / "root")
+    make_busybox_root(root, dirs=("bin", "etc", "proc", "dev", "sys", "tmp", "www"),
+                      files={"www/index.html": "hello\n"})
+    subprocess.run(["tar", "-C", root, "-cf", str(tmp_path / "box.tar"), "."], check=True)
+    host.ok("image", "import", str(tmp_path / "box.tar"), "--name", "box:1")
+    host.ok("run", "--name", "base", "--image", "box:1", "--", "true")
+    host.ok("commit", "--change", "Expose=8000,53/udp", "base", "web:exposed")
+    host.ok("rm", "base")
+    host.ok("run", "-d", "--name", "web", "-P", "--image", "web:exposed", "--", "httpd", "-f",
+            "-p", "8000", "-h", "/www")
+    try:
+        lines = sorted(host.ok("port", "web").split("\n")[:-1])
+        assert [x.split(" -> ")[0] for x in lines] == ["53/udp", "8000/tcp"], lines
+        port = int(lines[1].rsplit(":", 1)[1])
+        fetch = ("import urllib.request, sys, time\nfor _ in range(100):\n    try:\n"
+                 "        print(urllib.request.urlopen(sys.argv[1], timeout=1).status); break\n"
+                 "    except OSError:\n        time.sleep(0.05)")
+        r = host.sh(sys.executable, "-c", fetch, f"http://127.0.0.1:{port}/")
+        assert r.stdout.strip() == b"200", r.stderr
+        inspect = json.loads(host.ok("inspect", "web"))
+        assert [n["name"] for n in inspect["network"]["networks"]] == ["pycontain"]
+    finally:
+        host.ok("rm", "-f", "web")
+    host.ok("image", "rm", "web:exposed", "box:1")
+    host.ok("network", "rm", "pycontain")
