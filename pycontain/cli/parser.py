@@ -188,7 +188,8 @@ _RUN_OPTS = {
 }  # fmt: skip
 _RUN_DEFAULTS = {"name": None, "image": "host", "rootfs": None, "memory": None,
                  "memory_swap": None, "pids": None, "cpus": None, "hostname": None,
-                 "net": None, "network": [], "publish": [], "ip": None, "network_alias": [], "publish_all": False,
+                 "net": None, "network": [], "publish": [], "ip": None, "network_alias": [],
+                 "publish_all": False,
                  "env": [], "volume": [], "workdir": None, "read_only": False,
                  "storage_opt": [], "detach": False, "rm": False, "init": True, "preload": None,
                  "limit_fallback": None}
