@@ -1,5 +1,6 @@
 """The container part of `make demo`: a container with limits and the allocator inside, an
-out-of-memory kill, pause/unpause and a live update, an image imported and run, the OCI
+out-of-memory kill, pause/unpause and a live update, a bridge network with a published port
+and a name (inside a network namespace of its own), an image imported and run, the OCI
 command line's lifecycle and a user namespace, and rootless pycontain with the sandbox recipe.
 Private state and storage roots in temporary directories; nothing is left."""
 
@@ -52,8 +53,8 @@ def run(section: Callable[[str], None]) -> Optional[str]:
     except Exception:
         preload = None
 
-    section("3. Containers: limits and the allocator inside, pause and update, an image, "
-            "the OCI command line")
+    section("3. Containers: limits and the allocator inside, pause and update, a network "
+            "with a published port, an image, the OCI command line, rootless")
     with tempfile.TemporaryDirectory(prefix="pycontain-demo-") as tmp:
         roots = {"root": os.path.join(tmp, "state"), "storage": os.path.join(tmp, "storage")}
         opts: Dict[str, Any] = {"memory": "64M", "pids": 64, "cpus": 0.5, "hostname": "demo"}
@@ -77,6 +78,7 @@ def run(section: Callable[[str], None]) -> Optional[str]:
         print(f"  exit code {hog.exit_code}, oom_killed={hog.oom_killed} "
               "(the kernel's OOM killer stopped it at the cgroup limit)")
         _pause_update_part(pycontain, roots)
+        _network_part(tmp, roots)
         busybox = shutil.which("busybox")
         if busybox:
             rootfs = _busybox_rootfs(tmp, busybox)
@@ -152,6 +154,53 @@ def _rootless_part() -> None:
             print(f"  code that {what}: exit {r.returncode}  {tail[:70]}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+FETCH = ("import sys, time, urllib.request\nfor _ in range(100):\n    try:\n        r = "
+         "urllib.request.urlopen(sys.argv[1], timeout=1); print(r.status, len(r.read())); "
+         "break\n    except OSError:\n        time.sleep(0.05)")
+
+
+def _network_part(tmp: str, roots: Dict[str, str]) -> None:
+    """A bridge network, a published port and a name, inside a network namespace made to play
+    the host (so nothing touches this machine's interfaces, and it runs anywhere)."""
+    import shutil as _shutil
+
+    print()
+    if not os.path.exists("/usr/lib/cni/bridge") or not _shutil.which("nsenter"):
+        print("(the CNI plugins or nsenter are missing: the network part is skipped)")
+        return
+    from pycontain.net import netns
+
+    ns = os.path.join(tmp, "demo-host-netns")
+    netns.create(ns)
+    env = dict(os.environ, PYCONTAIN_ROOT=roots["root"], PYCONTAIN_STORAGE=roots["storage"])
+
+    def pc(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(["nsenter", f"--net={ns}", *args], env=env, capture_output=True,
+                              stdin=subprocess.DEVNULL, timeout=60)
+
+    py = [sys.executable, "-m", "pycontain"]
+    try:
+        pc("ip", "link", "set", "lo", "up")
+        print("(inside a network namespace playing the host)")
+        print("$ pycontain network create demo-net --subnet 10.123.0.0/24")
+        pc(*py, "network", "create", "demo-net", "--subnet", "10.123.0.0/24")
+        print("$ pycontain run -d --name web --network demo-net -p 127.0.0.1:8080:80 -- "
+              "python3 -m http.server 80")
+        pc(*py, "run", "-d", "--name", "web", "--network", "demo-net", "-p",
+           "127.0.0.1:8080:80", "--", "python3", "-m", "http.server", "80")
+        r = pc(sys.executable, "-c", FETCH, "http://127.0.0.1:8080/")
+        print(f"$ curl http://127.0.0.1:8080/   -> {r.stdout.decode().strip() or 'failed'} "
+              "(status, bytes) from the container")
+        r = pc(*py, "run", "--rm", "--network", "demo-net", "--", "python3", "-c", FETCH,
+               "http://web/")
+        print(f"$ pycontain run --rm --network demo-net -- <fetch http://web/>   -> "
+              f"{r.stdout.decode().strip() or r.stderr.decode().strip()}")
+    finally:
+        pc(*py, "rm", "-f", "web")
+        pc(*py, "network", "rm", "demo-net")
+        netns.remove(ns)
 
 
 def _pause_update_part(pycontain: Any, roots: Dict[str, str]) -> None:

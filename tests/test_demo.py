@@ -25,4 +25,5 @@ def test_demo_runs_every_section() -> None:
     assert "uid_map inside: 0 100000 65536; exit 0" in out  # pycontain-oci, user namespace
     assert "root inside (uid 0), uid 65534 outside" in out  # rootless, as nobody
     assert "code that prints: exit 0  42" in out and "killed at the time limit" in out
+    assert "from the container" in out and "<fetch http://web/>   -> 200" in out  # networks
     assert "skipped" not in out
