@@ -109,6 +109,14 @@ class Container:
         cg = self.cgroup()
         procs = cg.join_files()
         _preimport(spec, launch is not None and launch.console >= 0)
+        from pycontain.runtime import process as _process
+
+        self._gate = (-1, -1)
+        if state.get("slirp"):
+            go_r, go_w = os.pipe()
+            here_r, here_w = os.pipe()
+            _process._GATE[:] = [go_r, here_w, go_w, here_r]
+            self._gate = (go_w, here_r)
         errr, errw = os.pipe()
         parent_fd = -1
         if launch is None and not state.get("detached"):  # a foreground run: see process.py
@@ -213,17 +221,55 @@ class Container:
 
     def _spawn(self, stdio: Optional[Tuple[int, int, int]] = None) -> int:
         """Fork the container's PID 1 and wait until the workload is exec'd. Returns its pid."""
-        pid, errr = self._fork(stdio)
+        from pycontain.runtime import process as _process
+
+        try:
+            pid, errr = self._fork(stdio)
+        finally:
+            if _process._GATE[0] >= 0:  # PID 1's ends
+                os.close(_process._GATE[0])
+                os.close(_process._GATE[1])
+                _process._GATE[:] = [-1, -1, -1, -1]
+        net_error = self._user_network(pid)
         # Recorded before the exec completes, so that a caller killed right now still leaves a
         # truthful state behind (the pid dies if setup fails; ps then shows "stopped").
         self._state = self.dir.update(status="running", pid=pid, pid_start=proc_start_time(pid),
                                       started=time.time(), monitor_pid=os.getpid(),
                                       monitor_start=procs.self_start_time())
         err = procs.read_pipe(errr)
-        if err:
+        if err or net_error:
             procs.waitpid(pid)
-            raise procs.parse_child_error(err)
+            self._stop_user_network()
+            raise net_error or procs.parse_child_error(err)
         return pid
+
+    def _user_network(self, pid: int) -> Optional[ContainerError]:
+        """slirp4netns for a rootless container, started now that PID 1 exists (it waits at
+        the gate until this is done); the error, if any, once the gate is closed."""
+        (go_w, here_r), self._gate = getattr(self, "_gate", (-1, -1)), (-1, -1)
+        if go_w < 0:
+            return None
+        from pycontain.net.slirp import Slirp
+
+        error: Optional[ContainerError] = None
+        try:
+            if os.read(here_r, 1) == b"H":  # else PID 1 failed: its error is on the pipe
+                s = self.state(refresh=False)
+                self._slirp = Slirp(self.dir.file("slirp.sock"), list(s["slirp"]["ports"]))
+                self._slirp.start(pid)
+                os.write(go_w, b"1")
+        except ContainerError as e:
+            error = e
+        finally:
+            os.close(go_w)
+            os.close(here_r)
+        return error
+
+    def _stop_user_network(self) -> None:
+        from pycontain.net.slirp import stop_quietly
+
+        stop_quietly(getattr(self, "_slirp", None))
+        self._slirp = None
 
     def spawn_created(self, launch: Launch,
                       runtime_hooks: Optional[Callable[[int], None]] = None) -> int:
@@ -421,6 +467,7 @@ class Container:
                 cg.remove()
             except (cgroups.CgroupError, OSError):
                 pass
+        self._stop_user_network()
         if s.get("network"):  # the addresses go back as soon as it stops (docker's way)
             cleanup.detach_networks(self.dir, s)
         allocator = self._collect_allocator()

@@ -99,6 +99,8 @@ def _child(spec: Spec, state: Dict[str, Any], procs_files: List[str], errw: int,
                 flags |= flag
         os.umask(0o022)
         _sys.unshare(flags)
+        if _GATE[0] >= 0:
+            _network_gate()
         if any(ns.type == "mount" for ns in spec.linux.namespaces):  # new, or joined by path
             _setup_rootfs(spec, state, launch)
         else:
@@ -207,6 +209,28 @@ def _become_root() -> None:
 
 
 _PARENT_FD = [-1]
+# When the launcher sets up the network of PID 1's new namespace itself (slirp4netns needs
+# its pid): the ends PID 1 uses, (read "go", write "here"), and the launcher's two ends, set
+# by the launcher before the fork.
+_GATE = [-1, -1, -1, -1]
+
+
+def _network_gate() -> None:
+    """Tell the launcher the network namespace exists, and wait until it is set up."""
+    go_r, here_w, mine_go_w, mine_here_r = _GATE
+    os.close(mine_go_w)
+    os.close(mine_here_r)
+    # slirp4netns, run as the user, opens our /proc/PID/ns/{user,net}: dumpable for that
+    # moment only (rootless: nothing inside has more rights than the user, nothing runs yet)
+    _sys.prctl(_sys.PR_SET_DUMPABLE, 1)
+    try:
+        os.write(here_w, b"H")
+        os.close(here_w)
+        if os.read(go_r, 1) != b"1":
+            raise ContainerError("the container's user-mode network was not set up")
+    finally:
+        _sys.prctl(_sys.PR_SET_DUMPABLE, 0)
+    os.close(go_r)
 
 
 def _die_with_parent(parent_fd: int = -1) -> None:

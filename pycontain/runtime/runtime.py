@@ -236,6 +236,19 @@ class Runtime:
                 raise ContainerError(f"invalid --pids value: {pids} (must be > 0)")
         networks = list(networks)
         net_given = net
+        slirp_ports = None
+        if net == "slirp4netns" or (self.rootless and net is None and not networks
+                                    and ports):
+            if not self.rootless:
+                raise ContainerError("--net slirp4netns is for rootless containers (as root, "
+                                     "use a network: --network NAME)")
+            if networks or ip or network_aliases:
+                raise ContainerError("--net slirp4netns takes -p only (no --network, --ip or "
+                                     "--network-alias)")
+            from pycontain.net.attach import parse_port
+
+            slirp_ports = [parse_port(p) for p in ports]
+            net, ports = "slirp4netns", ()
         shared_with = None
         for n in [net, *networks]:
             if n and n.startswith("container:"):
@@ -248,9 +261,9 @@ class Runtime:
             if not other.is_running():
                 raise ContainerError(f"--network container:{shared_with}: it is not running")
             net, networks = f"container:{other.name}", []
-        elif net not in (None, "none", "host"):
+        elif net not in (None, "none", "host", "slirp4netns"):
             networks.insert(0, net)  # docker's --net NAME is --network NAME
-        if networks and net in ("none", "host"):
+        if networks and net in ("none", "host", "slirp4netns"):
             raise ContainerError(f"--net {net} and --network cannot be combined")
         if not networks and (ports or ip or network_aliases):
             if net is not None:
@@ -383,6 +396,7 @@ class Runtime:
             "auto_remove": bool(remove),
             "net": net,
             "network": net_plan,
+            "slirp": None if slirp_ports is None else {"ports": slirp_ports},
             "volumes": list(volumes),
             "preload": preload,
             "limits": {"memory": mem, "pids": pids, "cpus": ncpus,

@@ -162,12 +162,20 @@ class AsUser:
                            **kw)
 
     def python(self, *args: str, env: Optional[Dict[str, str]] = None, timeout: float = 60,
-               input: Optional[bytes] = None, **kw: Any) -> subprocess.CompletedProcess:
+               input: Optional[bytes] = None, netns: str = "",
+               **kw: Any) -> subprocess.CompletedProcess:
+        """``python3 ARGS`` as the user; with ``netns``, inside that network namespace (entered
+        as root with nsenter, then the user's ids with setpriv)."""
         kw.setdefault("capture_output", True)
-        return subprocess.run([PYTHON, *args], env=self.user.env(self.tree, **(env or {})),
-                              user=self.user.uid, group=self.user.gid, extra_groups=[],
-                              cwd=self.user.home, timeout=timeout, input=input,
-                              stdin=None if input is not None else subprocess.DEVNULL, **kw)
+        common = dict(env=self.user.env(self.tree, **(env or {})), cwd=self.user.home,
+                      timeout=timeout, input=input,
+                      stdin=None if input is not None else subprocess.DEVNULL)
+        if netns:
+            return subprocess.run(["nsenter", f"--net={netns}", "setpriv",
+                                   f"--reuid={self.user.uid}", f"--regid={self.user.gid}",
+                                   "--clear-groups", PYTHON, *args], **common, **kw)
+        return subprocess.run([PYTHON, *args], user=self.user.uid, group=self.user.gid,
+                              extra_groups=[], **common, **kw)
 
     def ok(self, *args: str, **kw: Any) -> str:
         r = self.run(*args, **kw)

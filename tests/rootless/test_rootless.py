@@ -6,10 +6,12 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
 import time
+from typing import Iterator
 
 import pytest
 
@@ -251,3 +253,53 @@ def test_oci_runtime_as_a_normal_user(rl: AsUser, user: User, box: str) -> None:
     r = rl.python(*oci, "run", "--bundle", bundle, "three")
     assert r.returncode == 1 and b"needs a user namespace" in r.stderr, r.stderr
     subprocess.run(["rm", "-rf", bundle], check=True)
+
+
+@pytest.fixture
+def tun_for_users() -> Iterator[None]:
+    """/dev/net/tun open to normal users (Debian's default, 0666) for the test: this VM has it
+    at 0600, which leaves a normal user no user-mode network at all. Restored afterwards."""
+    path = "/dev/net/tun"
+    if not os.path.exists(path):
+        pytest.skip("no /dev/net/tun on this kernel")
+    mode = os.stat(path).st_mode & 0o777
+    os.chmod(path, 0o666)
+    try:
+        yield
+    finally:
+        os.chmod(path, mode)
+
+
+@pytest.fixture
+def test_host_ns() -> Iterator[str]:
+    """A network namespace playing the host (only loopback), made by root."""
+    name = f"pyc-rl-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+    yield f"/run/netns/{name}"
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@pytest.mark.skipif(shutil.which("slirp4netns") is None, reason="slirp4netns is not installed")
+def test_user_mode_network_and_published_port(rl: AsUser, user: User, tun_for_users: None,
+                                              test_host_ns: str) -> None:
+    """Rootless -p: slirp4netns gives the container tap0 and forwards the published port;
+    the host's loopback services stay out of the container's reach."""
+    r = rl.python("-m", "pycontain", "run", "-d", "--name", "web", "-p", "127.0.0.1:8080:80",
+                  "--", "python3", "-m", "http.server", "80", netns=test_host_ns)
+    assert r.returncode == 0, r.stderr
+    try:
+        fetch = ("import urllib.request, sys, time\nfor _ in range(100):\n    try:\n"
+                 "        print(urllib.request.urlopen(sys.argv[1], timeout=1).status); break\n"
+                 "    except OSError:\n        time.sleep(0.05)")
+        r = rl.python("-c", fetch, "http://127.0.0.1:8080/", netns=test_host_ns)
+        assert r.stdout.strip() == b"200", r.stderr
+        r = rl.python("-m", "pycontain", "exec", "web", "--", "sh", "-c",
+                      "ip -4 -o addr show tap0 | awk '{print $4}'; python3 -c 'import socket; "
+                      "socket.create_connection((\"10.0.2.2\", 8080), 1)' 2>&1 | tail -1",
+                      netns=test_host_ns)
+        lines = r.stdout.decode().splitlines()
+        assert lines[0] == "10.0.2.100/24", r.stdout
+        assert "Error" in lines[1]  # --disable-host-loopback: the host's 127.0.0.1 is closed
+    finally:
+        rl.python("-m", "pycontain", "rm", "-f", "web", netns=test_host_ns)
