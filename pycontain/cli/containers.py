@@ -9,7 +9,7 @@ from pycontain.cli.parser import strip_dashdash
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, List, Optional
+    from typing import Any, Callable, Dict, List, Optional
 
 
 def runtime_of(args: Any) -> Any:
@@ -86,15 +86,17 @@ def cmd_ps(args: Any) -> int:
         rows.append(info)
     if args.json:
         keys = ("name", "id", "image", "rootfs", "state", "pid", "exit_code", "oom_killed",
-                "command", "created", "limits")
-        print(json.dumps([{k: r.get(k) for k in keys} for r in rows], indent=2))
+                "command", "created", "limits", "net")
+        print(json.dumps([{**{k: r.get(k) for k in keys}, "networks": _addresses(r),
+                           "ports": _ports(r)} for r in rows], indent=2))
         return 0
     if args.quiet:
         for r in rows:
             print(r["name"])
         return 0
     fmt = "{:<20} {:<12} {:<10} {:<16} {:>7}  {}"
-    print(fmt.format("NAME", "ID", "IMAGE", "STATUS", "PID", "COMMAND"))
+    print(fmt.format("NAME", "ID", "IMAGE", "STATUS", "PID", "COMMAND") +
+          ("   PORTS" if any(_ports(r) for r in rows) else ""))
     for r in rows:
         state = r["state"]
         if state == "stopped":
@@ -103,9 +105,22 @@ def cmd_ps(args: Any) -> int:
             if r.get("oom_killed"):
                 state += " oom"
         image = r.get("image") or "rootfs"
+        ports = ", ".join(_ports(r))
         print(fmt.format(r["name"][:20], (r.get("id") or "")[:12], image[:10], state,
-                         r.get("pid") or "-", " ".join(r.get("command") or [])[:60]))
+                         r.get("pid") or "-", " ".join(r.get("command") or [])[:60])
+              + (f"   {ports}" if ports else ""))
     return 0
+
+
+def _ports(info: Dict[str, Any]) -> List[str]:
+    """Published ports as docker's ps shows them: ``127.0.0.1:8080->80/tcp``."""
+    s = info.get("network") or info.get("slirp") or {}
+    return [f"{m.get('hostIP') or '0.0.0.0'}:{m['hostPort']}->{m['containerPort']}/"
+            f"{m['protocol']}" for m in s.get("ports") or []]
+
+
+def _addresses(info: Dict[str, Any]) -> Dict[str, Any]:
+    return dict((info.get("network") or {}).get("addresses") or {})
 
 
 def cmd_logs(args: Any) -> int:

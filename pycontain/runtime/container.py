@@ -722,6 +722,7 @@ class Container:
             "auto_remove": s.get("auto_remove"),
             "net": s.get("net"),
             "network": s.get("network"),
+            "slirp": s.get("slirp"),
             "volumes": s.get("volumes"),
             "limits": limits,
             "memory": {"current": stats.get("memory_current"), "peak": stats.get("memory_peak"),

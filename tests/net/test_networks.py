@@ -147,6 +147,10 @@ def test_published_port_and_names(host: Host) -> None:
             "http.server", "80")
     try:
         assert host.ok("port", "web").strip() == "80/tcp -> 127.0.0.1:8080"
+        assert host.ok("ps").splitlines()[1].endswith("127.0.0.1:8080->80/tcp")
+        (row,) = json.loads(host.ok("ps", "--json"))
+        assert row["networks"] == {"front": "10.77.0.50"} and row["ports"] == [
+            "127.0.0.1:8080->80/tcp"]
         (info,) = json.loads(host.ok("network", "inspect", "front"))
         assert info["containers"] == ["web"]
         r = host.pc("network", "rm", "front")
