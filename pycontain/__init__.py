@@ -66,7 +66,9 @@ def run(
     Options are those of Runtime.create: rootfs, name, memory ("64M"), memory_swap, pids, cpus,
     hostname, net ("none" | "host"), env, volumes (["SRC:DST[:ro]"]), workdir, read_only,
     storage_size (a cap on the writable layer, "1G"), init, preload (allocator policy),
-    limit_fallback ("rlimit": rootless without a cgroup, memory and pids as rlimits). The
+    limit_fallback ("rlimit": rootless without a cgroup, memory and pids as rlimits),
+    network / networks (bridge networks: docs/networking.md), ports ({"80/tcp": 8080} or
+    ["127.0.0.1:8080:80"]), ip, network_aliases, publish_all. The
     container is removed afterwards unless remove=False. As a normal user the container is
     rootless (docs/pycontain.md, "Rootless").
     Setup errors raise ContainerError (exit_code 125, or 126/127 when the command cannot be

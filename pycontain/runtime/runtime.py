@@ -212,7 +212,8 @@ class Runtime:
         remove: bool = False,
         limit_fallback: Optional[str] = None,
         networks: Sequence[str] = (),
-        ports: Sequence[str] = (),
+        ports: Union[Sequence[str], Dict[Any, Any]] = (),
+        network: Optional[str] = None,
         ip: Optional[str] = None,
         network_aliases: Sequence[str] = (),
         publish_all: bool = False,
@@ -234,7 +235,9 @@ class Runtime:
                 raise ContainerError(f"invalid --pids value: {pids!r}") from None
             if pids <= 0:
                 raise ContainerError(f"invalid --pids value: {pids} (must be > 0)")
-        networks = list(networks)
+        networks = ([network] if network else []) + list(networks)
+        if isinstance(ports, dict):  # the API's {container port: host port} (docker-py's)
+            ports = [_port_item(k, v) for k, v in ports.items()]
         net_given = net
         slirp_ports = None
         if net == "slirp4netns" or (self.rootless and net is None and not networks
@@ -485,3 +488,11 @@ def _free_port(proto: str) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("", 0))
         return int(s.getsockname()[1])
+
+
+def _port_item(container: Any, host: Any) -> str:
+    """``{"80/tcp": 8080}``, ``{80: ("127.0.0.1", 8080)}`` -> ``-p`` syntax."""
+    cport, _, proto = str(container).partition("/")
+    if isinstance(host, (tuple, list)) and len(host) == 2:
+        return f"{host[0]}:{host[1]}:{cport}/{proto or 'tcp'}"
+    return f"{host}:{cport}/{proto or 'tcp'}"

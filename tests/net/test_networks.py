@@ -195,8 +195,8 @@ def test_stop_releases_the_address_and_api(host: Host) -> None:
     assert host.leases() == [] and not [n for n in host.links() if n.startswith("veth")]
     host.ok("rm", "s")
     code = ("import pycontain; r = pycontain.run(['sh', '-c', 'ip -4 -o addr show eth0'], "
-            "networks=['front'], capture_output=True); print(r.exit_code, "
-            "r.stdout.decode().split()[3])")
+            "network='front', ports={'80/tcp': ('127.0.0.1', 8099)}, capture_output=True); "
+            "print(r.exit_code, r.stdout.decode().split()[3])")
     r = host.sh(sys.executable, "-c", code)
     assert r.returncode == 0, r.stderr
     exit_code, addr = r.stdout.decode().split()
