@@ -29,7 +29,7 @@ COMMANDS = {
     "rm": ("containers", "cmd_rm"), "inspect": ("containers", "cmd_inspect"),
     "pause": ("containers", "cmd_pause"), "unpause": ("containers", "cmd_unpause"),
     "update": ("containers", "cmd_update"), "stats": ("stats", "cmd_stats"),
-    "image": ("images", "run"), "commit": ("images", "run"),
+    "image": ("images", "run"), "commit": ("images", "run"), "pull": ("images", "run"),
     "network": ("networks", "run"), "port": ("containers", "cmd_port"),
 }
 

@@ -66,6 +66,13 @@ def add_subparsers(sub: Any, parents: Sequence[argparse.ArgumentParser] = (),
     tg.add_argument("name")
     tg.add_argument("new_name")
 
+    pl = sub.add_parser("pull", help="pull an image from a registry", **kw)
+    pl.add_argument("--tls-verify", default="true", choices=("true", "false"),
+                    help="false: a registry without a trusted certificate, or plain HTTP")
+    pl.add_argument("--platform", help="OS/ARCH[/VARIANT] from an index (default: this machine)")
+    pl.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    pl.add_argument("ref", help="[REGISTRY[:PORT]/]REPO[:TAG][@sha256:DIGEST]")
+
     cm = sub.add_parser("commit", help="create an image from a container's changes", **kw)
     cm.add_argument("-m", "--message", default="", help="commit message")
     cm.add_argument("-a", "--author", default="")
@@ -241,6 +248,14 @@ def run(args: argparse.Namespace) -> int:
     def command() -> int:
         if args.verb == "commit":
             return cmd_commit(args, rt.storage, rt.root)
+        if args.verb == "pull":
+            from pycontain.image.registry.pull import pull
+
+            img = pull(ImageStore(rt.storage, root=rt.root), args.ref,
+                       tls_verify=args.tls_verify == "true", platform=args.platform,
+                       quiet=bool(args.quiet))
+            print(img.id)
+            return 0
         return cmd_image(args, rt.storage, rt.root)
 
     try:
