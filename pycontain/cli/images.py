@@ -73,6 +73,13 @@ def add_subparsers(sub: Any, parents: Sequence[argparse.ArgumentParser] = (),
     pl.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     pl.add_argument("ref", help="[REGISTRY[:PORT]/]REPO[:TAG][@sha256:DIGEST]")
 
+    ps = sub.add_parser("push", help="push an image to a registry", **kw)
+    ps.add_argument("--tls-verify", default="true", choices=("true", "false"),
+                    help="false: a registry without a trusted certificate, or plain HTTP")
+    ps.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    ps.add_argument("name", help="the local image")
+    ps.add_argument("ref", nargs="?", help="[REGISTRY[:PORT]/]REPO[:TAG] (default: NAME)")
+
     cm = sub.add_parser("commit", help="create an image from a container's changes", **kw)
     cm.add_argument("-m", "--message", default="", help="commit message")
     cm.add_argument("-a", "--author", default="")
@@ -255,6 +262,12 @@ def run(args: argparse.Namespace) -> int:
                        tls_verify=args.tls_verify == "true", platform=args.platform,
                        quiet=bool(args.quiet))
             print(img.id)
+            return 0
+        if args.verb == "push":
+            from pycontain.image.registry.push import push
+
+            print(push(ImageStore(rt.storage, root=rt.root), args.name, args.ref or args.name,
+                       tls_verify=args.tls_verify == "true", quiet=bool(args.quiet)))
             return 0
         return cmd_image(args, rt.storage, rt.root)
 

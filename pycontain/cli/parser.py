@@ -153,7 +153,7 @@ def build_parser(only: Optional[str] = None) -> Any:
 
         networks.add_subparsers(sub, [common], _Parser)
 
-    if only in (None, "image", "commit", "pull"):
+    if only in (None, "image", "commit", "pull", "push"):
         from pycontain.cli import images
 
         images.add_subparsers(sub, [common], _Parser)

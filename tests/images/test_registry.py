@@ -4,7 +4,6 @@ other client (it pushes what ``image export`` wrote)."""
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
@@ -152,9 +151,15 @@ def test_corrupted_blob_is_refused(pc: Pc, registry: str, tmp_path: Any) -> None
     """A layer whose bytes do not hash to its digest (the registry's storage tampered with)
     is refused while it arrives, and nothing of it is kept."""
     _push(pc, registry, "demo/bad:1", str(tmp_path))
-    blobs = glob.glob(os.path.join(STORAGE[registry], "docker", "registry", "v2", "blobs",
-                                   "sha256", "*", "*", "data"))
-    layer = max(blobs, key=os.path.getsize)  # the biggest blob is the layer
+    v2 = os.path.join(STORAGE[registry], "docker", "registry", "v2")
+
+    def blob(digest: str) -> str:
+        return os.path.join(v2, "blobs", "sha256", digest[7:9], digest[7:], "data")
+
+    with open(os.path.join(v2, "repositories", "demo", "bad", "_manifests", "tags", "1",
+                           "current", "link")) as f:
+        with open(blob(f.read().strip())) as m:
+            layer = blob(json.load(m)["layers"][0]["digest"])
     original = open(layer, "rb").read()
     try:
         with open(layer, "r+b") as f:
@@ -169,3 +174,35 @@ def test_corrupted_blob_is_refused(pc: Pc, registry: str, tmp_path: Any) -> None
     finally:
         with open(layer, "wb") as f:
             f.write(original)
+
+
+def test_push_then_skopeo_and_pull_back(pc: Pc, registry: str, tmp_path: Any) -> None:
+    """What pycontain pushes is what ``image export`` writes: skopeo sees the same manifest
+    digest and copies it back; a second push sends no blob again; pycontain pulls it."""
+    root = os.path.join(str(tmp_path), "root")
+    make_busybox_root(root, files={"etc/motd": "pushed\n"})
+    subprocess.run(["tar", "-C", root, "-cf", os.path.join(str(tmp_path), "b.tar"), "."],
+                   check=True)
+    pc.ok("image", "import", os.path.join(str(tmp_path), "b.tar"), "--name", "mine/box:1")
+    layout = os.path.join(str(tmp_path), "exported")
+    pc.ok("image", "export", "mine/box:1", layout)
+    with open(os.path.join(layout, "index.json")) as f:
+        exported = json.load(f)["manifests"][0]["digest"]
+    r = pc.run("push", "--tls-verify=false", "mine/box:1", f"{registry}/pushed/box:7")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().strip() == exported
+    info = json.loads(subprocess.run(
+        [str(SKOPEO), "inspect", "--tls-verify=false", f"docker://{registry}/pushed/box:7"],
+        check=True, capture_output=True).stdout)
+    assert info["Digest"] == exported
+    back = os.path.join(str(tmp_path), "back")
+    subprocess.run([str(SKOPEO), "copy", "--src-tls-verify=false",
+                    f"docker://{registry}/pushed/box:7", f"oci:{back}:7"], check=True,
+                   capture_output=True)
+    r = pc.run("push", "--tls-verify=false", "mine/box:1", f"{registry}/pushed/box:8")
+    assert r.returncode == 0 and r.stdout.decode().strip() == exported
+    pc.ok("image", "rm", "mine/box:1")
+    pc.ok("pull", "-q", "--tls-verify=false", f"{registry}/pushed/box:8")
+    r = pc.run("push", "--tls-verify=false", "nothing:1", f"{registry}/x:1")
+    assert r.returncode == 125 and len(r.stderr.decode().strip().splitlines()) == 1
+    assert _leftovers(pc) == []

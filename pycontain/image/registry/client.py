@@ -190,6 +190,57 @@ class Client:
             raise RegistryError(f"blob {digest[:19]}: {n} bytes, the manifest says {size}")
 
 
+    def send(self, method: str, target: str, body: Any = None,
+             headers: Optional[Dict[str, str]] = None, ok: Tuple[int, ...] = (200, 201, 202),
+             scope: str = "pull,push") -> http.client.HTTPResponse:
+        """``method`` on ``/v2/<repository>/<target>`` or on an absolute upload URL (what a
+        ``Location`` header gives), answering one authentication challenge (``scope``).
+        ``body``: bytes, or a file (rewound for a retry). Returns the response, read."""
+        authed = False
+        for _ in range(3):
+            if target.startswith(("http://", "https://")):
+                u = urllib.parse.urlsplit(target)
+                host, https, path = u.netloc, u.scheme == "https", u.path + (
+                    f"?{u.query}" if u.query else "")
+            elif target.startswith("/"):
+                host, https, path = self.host, not self.plain_http, target
+            else:
+                host, https, path = self.host, not self.plain_http, \
+                    f"/v2/{self.repository}/{target}"
+            h = {"User-Agent": "pycontain", **self._auth_header(), **(headers or {})}
+            if hasattr(body, "seek"):
+                body.seek(0)
+            conn = self._conn(host, https)
+            try:
+                conn.request(method, path, body=body, headers=h)
+                resp = conn.getresponse()
+                resp.read()
+            except ssl.SSLError as e:
+                conn.close()
+                if not self.tls_verify and not self.plain_http:
+                    self.plain_http = True
+                    continue
+                raise RegistryError(f"{self.host}: TLS failed ({e.reason})") from None
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                raise RegistryError(f"{self.host}: {method} {path}: {e}") from None
+            conn.close()
+            if resp.status == 401 and not authed:
+                challenge = resp.getheader("WWW-Authenticate") or ""
+                if "scope=" not in challenge and challenge.lower().startswith("bearer"):
+                    challenge += f',scope="repository:{self.repository}:{scope}"'
+                self._answer(challenge)
+                authed = True
+                continue
+            if resp.status == 401:
+                raise RegistryError(f"{self.host}: unauthorized to push to {self.repository}")
+            if resp.status not in ok:
+                raise RegistryError(f"{self.host}: {method} {path.split('?')[0]}: HTTP "
+                                    f"{resp.status}")
+            return resp
+        raise RegistryError(f"{self.host}: {method} {target}: gave up")
+
+
 def _error_message(body: str) -> str:
     try:
         errs = json.loads(body).get("errors") or []

@@ -71,7 +71,8 @@ def pull(store: ImageStore, ref: str, tls_verify: bool = True, platform: Optiona
     if ctype not in mt.MANIFEST_TYPES:
         raise RegistryError(f"{r}: unsupported manifest type {ctype!r}")
     manifest_digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    staging = tempfile.mkdtemp(prefix=".pull-", dir=_tmp_dir(store))
+    outer = tempfile.mkdtemp(prefix=".pull-", dir=_tmp_dir(store))
+    staging = os.path.join(outer, "image")  # a fixed name: the importer derives names from it
     try:
         blobs = os.path.join(staging, "blobs", "sha256")
         os.makedirs(blobs)
@@ -104,7 +105,7 @@ def pull(store: ImageStore, ref: str, tls_verify: bool = True, platform: Optiona
                 "annotations": {mt.REF_NAME: r.tag}}]}, f)
         return store.import_image(staging, name)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(outer, ignore_errors=True)
 
 
 def _tmp_dir(store: ImageStore) -> str:
