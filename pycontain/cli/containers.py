@@ -38,7 +38,8 @@ def cmd_run(args: Any) -> int:
         read_only=args.read_only, storage_size=_storage_size(args.storage_opt),
         init=args.init, preload=args.preload, detach=args.detach, remove=args.rm,
         limit_fallback=args.limit_fallback, networks=args.network, ports=args.publish,
-        ip=args.ip, network_aliases=args.network_alias, publish_all=args.publish_all)
+        ip=args.ip, network_aliases=args.network_alias, publish_all=args.publish_all,
+        pull=args.pull, tls_verify=args.tls_verify != "false")
     if args.detach:
         c.start()
         print(c.id)

@@ -72,6 +72,11 @@ def build_parser(only: Optional[str] = None) -> Any:
                        help="run the command under a minimal init (default) or as PID 1")
         r.add_argument("--preload", nargs="?", const="best", metavar="POLICY",
                        help="preload libpyalloc.so with POLICY (best|worst|first|fifo)")
+        r.add_argument("--pull", choices=("always", "missing", "never"),
+                       help="pull the image first (default: missing when the reference names "
+                            "a registry, else never)")
+        r.add_argument("--tls-verify", default="true", choices=("true", "false"),
+                       help="for --pull: false for a registry without a trusted certificate")
         r.add_argument("--limit-fallback", metavar="rlimit",
                        help="rootless without a cgroup: --memory and --pids as rlimits "
                             "(RLIMIT_AS per process, RLIMIT_NPROC)")
@@ -183,13 +188,14 @@ _RUN_OPTS = {
     "--network": ("network", True, True, None), "-p": ("publish", True, True, None),
     "--publish": ("publish", True, True, None), "--ip": ("ip", True, False, None),
     "--network-alias": ("network_alias", True, True, None),
+    "--pull": ("pull", True, False, None), "--tls-verify": ("tls_verify", True, False, None),
     "-P": ("publish_all", False, False, True), "--publish-all": ("publish_all", False, False,
                                                                  True),
 }  # fmt: skip
 _RUN_DEFAULTS = {"name": None, "image": "host", "rootfs": None, "memory": None,
                  "memory_swap": None, "pids": None, "cpus": None, "hostname": None,
                  "net": None, "network": [], "publish": [], "ip": None, "network_alias": [],
-                 "publish_all": False,
+                 "publish_all": False, "pull": None, "tls_verify": "true",
                  "env": [], "volume": [], "workdir": None, "read_only": False,
                  "storage_opt": [], "detach": False, "rm": False, "init": True, "preload": None,
                  "limit_fallback": None}

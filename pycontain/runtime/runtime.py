@@ -81,6 +81,31 @@ class Runtime:
 
         return ImageStore(self.storage, root=self.root)
 
+    def _image(self, ref: str, pull: Optional[str], tls_verify: bool) -> Any:
+        """The image for ``run``, pulled first as podman's ``--pull`` says: ``always``,
+        ``missing``, ``never``. The default is ``missing`` for a reference that names its
+        registry (``host:port/repo``, ``registry.example/repo``) and ``never`` for a bare name,
+        which only ever means a local image."""
+        from pycontain.image.errors import ImageError
+        from pycontain.image.reference import HOST_IMAGE
+
+        if pull not in (None, "always", "missing", "never"):
+            raise ContainerError(f"invalid --pull {pull!r} (always, missing or never)")
+        first, sep, _ = ref.partition("/")
+        names_registry = bool(sep) and ("." in first or ":" in first or first == "localhost")
+        policy = pull or ("missing" if names_registry else "never")
+        if ref == HOST_IMAGE or policy == "never":
+            return self.images.get(ref)
+        if policy == "missing":
+            try:
+                return self.images.get(ref)
+            except ImageError:
+                pass
+        from pycontain.image.registry.pull import pull as do_pull
+
+        do_pull(self.images, ref, tls_verify=tls_verify)
+        return self.images.get(ref)
+
     def _join_networks(self, spec: Spec, sdir: StateDir, state: Dict[str, Any],
                        plan: Dict[str, Any], cid: str, name: str) -> None:
         """The network namespace and CNI ADD (the plan is on disk first, for teardown),
@@ -217,6 +242,8 @@ class Runtime:
         ip: Optional[str] = None,
         network_aliases: Sequence[str] = (),
         publish_all: bool = False,
+        pull: Optional[str] = None,
+        tls_verify: bool = True,
     ) -> Container:
         """Validate everything, then claim the name and create state, upper dir and cgroup.
 
@@ -302,7 +329,7 @@ class Runtime:
             from pycontain.image.errors import ImageError
 
             try:
-                img = self.images.get(image or "host")
+                img = self._image(image or "host", pull, tls_verify)
             except ImageError as e:
                 raise ContainerError(str(e)) from None
             lowers, img_env, img_wd = img.layers, img.env, img.working_dir

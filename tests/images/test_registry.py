@@ -206,3 +206,22 @@ def test_push_then_skopeo_and_pull_back(pc: Pc, registry: str, tmp_path: Any) ->
     r = pc.run("push", "--tls-verify=false", "nothing:1", f"{registry}/x:1")
     assert r.returncode == 125 and len(r.stderr.decode().strip().splitlines()) == 1
     assert _leftovers(pc) == []
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs containers: needs root")
+def test_run_pulls_when_missing(pc: Pc, registry: str, tmp_path: Any) -> None:
+    _push(pc, registry, "demo/run:1", str(tmp_path))
+    ref = f"{registry}/demo/run:1"
+    r = pc.run("run", "--rm", "--pull=never", "--image", ref, "--", "true")
+    assert r.returncode == 125 and b"unknown image" in r.stderr
+    out = pc.ok("run", "--rm", "--tls-verify=false", "--image", ref, "--", "cat", "/etc/motd")
+    assert out == "pulled demo/run:1\n"  # the default for a registry reference: missing
+    out = pc.ok("run", "--rm", "--pull=always", "--tls-verify=false", "--image", ref, "--",
+                "cat", "/etc/motd")
+    assert out == "pulled demo/run:1\n"
+    r = pc.run("run", "--rm", "--image", "no-such-local-image", "--", "true")
+    assert r.returncode == 125 and b"unknown image" in r.stderr  # a bare name never pulls
+    r = pc.run("run", "--rm", "--pull=sometimes", "--image", ref, "--", "true")
+    assert r.returncode in (2, 125)
+    pc.ok("image", "rm", ref)
