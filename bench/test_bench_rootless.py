@@ -47,8 +47,9 @@ def rootfs(user: User, tree: str) -> Iterator[str]:  # noqa: F811
     shutil.rmtree(d, ignore_errors=True)
 
 
-def _as_user(user: User, tree: str, cmd: List[str]) -> Callable[[], None]:  # noqa: F811
-    env: Dict[str, str] = user.env(tree)
+def _as_user(user: User, tree: str, cmd: List[str],  # noqa: F811
+             **extra: str) -> Callable[[], None]:
+    env: Dict[str, str] = user.env(tree, **extra)
 
     def run() -> None:
         subprocess.run(cmd, check=True, env=env, user=user.uid, group=user.gid,
@@ -72,6 +73,16 @@ def test_pycontain_rootless(benchmark, user, tree, rootfs) -> None:  # type: ign
     benchmark(_as_user(user, tree, ["/usr/bin/python3", "-m", "pycontain", "run", "--rm",
                                     "--rootfs", rootfs, "--", "/bin/true"]))
     assert a.containers() == []
+
+
+@pytest.mark.benchmark(group="rootless-run-true", min_rounds=20, warmup=True)
+def test_pycontain_rootless_single_id(benchmark, user, tree, rootfs) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The same with one id mapped (PYCONTAIN_SUBIDS=0): no newuidmap/newgidmap to run."""
+    benchmark.extra_info.update(impl="pycontain run (rootless, single id)",
+                                baseline="bwrap --unshare-all")
+    benchmark(_as_user(user, tree, ["/usr/bin/python3", "-m", "pycontain", "run", "--rm",
+                                    "--rootfs", rootfs, "--", "/bin/true"],
+                       PYCONTAIN_SUBIDS="0"))
 
 
 @pytest.mark.benchmark(group="rootless-run-true", min_rounds=20, warmup=True)

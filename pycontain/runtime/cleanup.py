@@ -89,7 +89,6 @@ def destroy(sdir: StateDir, cg: Optional[cgroups.Cgroup], cdir: Optional[str]) -
         shutil.rmtree(tomb, ignore_errors=True)
 
 
-
 def detach_networks(sdir: StateDir, s: Optional[Dict[str, Any]] = None) -> None:
     """CNI DEL of the container's networks and removal of its network namespace, if its
     record has any (idempotent: what is already released is skipped)."""
@@ -100,9 +99,9 @@ def detach_networks(sdir: StateDir, s: Optional[Dict[str, Any]] = None) -> None:
             return
     if not s.get("network"):
         return
+    import sys
+
     from pycontain.net.attach import detach
 
     for err in detach(s["network"], str(s.get("id", ""))):
-        import sys
-
         sys.stderr.write(f"pycontain: warning: {err}\n")

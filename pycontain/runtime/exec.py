@@ -10,7 +10,7 @@ import os
 from pycontain.errors import ContainerError
 from pycontain.runtime import _sys, procs
 from pycontain.runtime.args import merge_env
-from pycontain.runtime.process import _exec_child, _preimport
+from pycontain.runtime.process import _exec_child, _preimport, join_cgroup
 from pycontain.runtime.result import Result
 from pycontain.runtime.spec import Spec
 from pycontain.runtime.state import alive
@@ -64,10 +64,7 @@ def _fork_in_userns(spec: Spec, nsfds: List[Tuple[int, int, str]], rootfd: int,
         try:
             os.close(errr)
             os.close(pr)
-            for f in procs_files:
-                fd = os.open(f, os.O_WRONLY | os.O_CLOEXEC)
-                os.write(fd, b"0")
-                os.close(fd)
+            join_cgroup(procs_files)
             for fd, flag, _ in nsfds:
                 if flag in (_sys.CLONE_NEWUSER, _sys.CLONE_NEWPID):
                     _sys.setns(fd, flag, "user/pid namespace")

@@ -121,13 +121,18 @@ def _child(spec: Spec, state: Dict[str, Any], procs_files: List[str], errw: int,
             os._exit(125)
 
 
-def _host_side_setup(spec: Spec, procs_files: List[str], launch: Optional[Launch]) -> None:
-    """What must happen with the launcher's credentials, before any namespace is entered:
-    join the cgroup (everything after is accounted), oom_score_adj, open the exec fifo."""
+def join_cgroup(procs_files: List[str]) -> None:
+    """Move this (single-threaded) process into the cgroup: "0" to each of its files."""
     for f in procs_files:
         fd = os.open(f, os.O_WRONLY | os.O_CLOEXEC)
         os.write(fd, b"0")
         os.close(fd)
+
+
+def _host_side_setup(spec: Spec, procs_files: List[str], launch: Optional[Launch]) -> None:
+    """What must happen with the launcher's credentials, before any namespace is entered:
+    join the cgroup (everything after is accounted), oom_score_adj, open the exec fifo."""
+    join_cgroup(procs_files)
     if spec.process.oom_score_adj is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(spec.process.oom_score_adj))
@@ -574,10 +579,7 @@ def _exec_child(spec: Spec, nsfds: List[Tuple[int, int, str]], rootfd: int,
         for target, fd in enumerate(stdio):
             if fd != target:
                 os.dup2(fd, target)
-        for f in procs_files:
-            fd = os.open(f, os.O_WRONLY | os.O_CLOEXEC)
-            os.write(fd, b"0")
-            os.close(fd)
+        join_cgroup(procs_files)
         if proc is None:
             proc = spec.process
         if proc.oom_score_adj is not None:

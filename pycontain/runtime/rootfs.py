@@ -217,7 +217,7 @@ _CLONED: Dict[int, int] = {}
 
 
 def _is_bind(m: Mount) -> bool:
-    return m.type == "bind" or "bind" in m.options or "rbind" in m.options
+    return m.type == "bind" or bool(parse_options(m.options)[0] & _sys.MS_BIND)
 
 
 def clone_bind_sources(mounts: List[Mount]) -> None:
@@ -237,8 +237,7 @@ def mount_one(root: str, m: Mount) -> None:
     """Mount ``m`` at its destination under ``root`` (sources of binds are host paths)."""
     flags, prop, data = parse_options(m.options)
     target = secure_join(root, m.destination)
-    is_bind = m.type == "bind" or bool(flags & _sys.MS_BIND)
-    if is_bind:
+    if _is_bind(m):
         cloned = _CLONED.pop(id(m), -1)
         try:
             st = os.stat(cloned) if cloned >= 0 else os.stat(m.source)

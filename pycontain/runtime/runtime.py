@@ -91,9 +91,10 @@ class Runtime:
 
         if pull not in (None, "always", "missing", "never"):
             raise ContainerError(f"invalid --pull {pull!r} (always, missing or never)")
+        from pycontain.image.registry.refs import names_registry
+
         first, sep, _ = ref.partition("/")
-        names_registry = bool(sep) and ("." in first or ":" in first or first == "localhost")
-        policy = pull or ("missing" if names_registry else "never")
+        policy = pull or ("missing" if sep and names_registry(first) else "never")
         if ref == HOST_IMAGE or policy == "never":
             return self.images.get(ref)
         if policy == "missing":
@@ -106,17 +107,15 @@ class Runtime:
         do_pull(self.images, ref, tls_verify=tls_verify)
         return self.images.get(ref)
 
-    def _join_networks(self, spec: Spec, sdir: StateDir, state: Dict[str, Any],
-                       plan: Dict[str, Any], cid: str, name: str) -> None:
-        """The network namespace and CNI ADD (the plan is on disk first, for teardown),
-        then /etc/hosts and /etc/resolv.conf for the container, and its name in the hosts
-        files of the running containers it shares a network with."""
+    def _join_networks(self, spec: Spec, sdir: StateDir, plan: Dict[str, Any], cid: str,
+                       name: str) -> None:
+        """The network namespace and CNI ADD (the plan is already in the published record,
+        for teardown), then /etc/hosts and /etc/resolv.conf for the container, and its name
+        in the hosts files of the running containers it shares a network with."""
         from pycontain.net import attach as _attach
         from pycontain.net.config import Networks
         from pycontain.runtime.spec import Mount, Namespace
 
-        with sdir.lock():
-            sdir.write(state)
         _attach.attach(Networks(self.storage), plan, cid)
         spec.linux.namespaces = [n for n in spec.linux.namespaces if n.type != "network"]
         spec.linux.namespaces.append(Namespace("network", plan["netns"]))
@@ -455,7 +454,7 @@ class Runtime:
                     os.path.dirname(cdir))
             cg = driver.create(cid, spec.linux.resources, self.cgroup_parent)
             if net_plan is not None:
-                self._join_networks(spec, sdir, state, net_plan, cid, name)
+                self._join_networks(spec, sdir, net_plan, cid, name)
             state.update(status="created", cgroup=cg.to_dict())
             sdir.write_json("config.json", spec.to_dict())
             with sdir.lock():

@@ -73,14 +73,6 @@ def maps_inside(maps: Sequence[Mapping], inside_id: int) -> bool:
     return any(c <= inside_id < c + n for c, _, n in maps)
 
 
-def outside_id(maps: Sequence[Mapping], inside_id: int) -> Optional[int]:
-    """The host id that ``inside_id`` maps to, or None."""
-    for c, h, n in maps:
-        if c <= inside_id < c + n:
-            return h + inside_id - c
-    return None
-
-
 def is_self_map(maps: Sequence[Mapping], own: int) -> bool:
     """The one mapping an unprivileged process may write itself: its own id, alone."""
     return len(maps) == 1 and maps[0][1] == own and maps[0][2] == 1
@@ -165,17 +157,6 @@ def _run_helpers(pid: int, jobs: List[Tuple[str, Sequence[Mapping]]]) -> None:
                               f"{why[-1] if why else f'exit status {status >> 8}'}")
     if errors:
         raise ContainerError("; ".join(errors))
-
-
-def read_map(pid: int, kind: str = "uid") -> List[Mapping]:
-    """The map of ``pid``'s user namespace as the kernel holds it."""
-    out: List[Mapping] = []
-    with open(f"/proc/{pid}/{kind}_map") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) == 3:
-                out.append((int(parts[0]), int(parts[1]), int(parts[2])))
-    return out
 
 
 def subid_range(user: str, uid: int, path: str) -> Optional[Tuple[int, int]]:

@@ -41,6 +41,11 @@ class RegistryRef:
         return f"{out}@{self.digest}" if self.digest else out
 
 
+def names_registry(first: str) -> bool:
+    """Whether a reference's first component (before the first "/") is a registry."""
+    return "." in first or ":" in first or first == "localhost"
+
+
 def parse(ref: str) -> RegistryRef:
     raw = ref.strip()
     digest = None
@@ -49,7 +54,7 @@ def parse(ref: str) -> RegistryRef:
         if not _DIGEST.match(digest):
             raise ImageError(f"invalid digest in {ref!r} (sha256:<64 hex digits>)")
     first, sep, rest = raw.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
+    if sep and names_registry(first):
         registry, path = first, rest
     else:
         registry, path = DOCKER_HUB, raw
