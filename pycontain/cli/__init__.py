@@ -30,7 +30,7 @@ COMMANDS = {
     "pause": ("containers", "cmd_pause"), "unpause": ("containers", "cmd_unpause"),
     "update": ("containers", "cmd_update"), "stats": ("stats", "cmd_stats"),
     "image": ("images", "run"), "commit": ("images", "run"), "pull": ("images", "run"),
-    "push": ("images", "run"),
+    "push": ("images", "run"), "login": ("images", "run"), "logout": ("images", "run"),
     "network": ("networks", "run"), "port": ("containers", "cmd_port"),
 }
 

@@ -67,18 +67,33 @@ def add_subparsers(sub: Any, parents: Sequence[argparse.ArgumentParser] = (),
     tg.add_argument("new_name")
 
     pl = sub.add_parser("pull", help="pull an image from a registry", **kw)
-    pl.add_argument("--tls-verify", default="true", choices=("true", "false"),
-                    help="false: a registry without a trusted certificate, or plain HTTP")
+    _registry_options(pl)
     pl.add_argument("--platform", help="OS/ARCH[/VARIANT] from an index (default: this machine)")
     pl.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     pl.add_argument("ref", help="[REGISTRY[:PORT]/]REPO[:TAG][@sha256:DIGEST]")
 
     ps = sub.add_parser("push", help="push an image to a registry", **kw)
-    ps.add_argument("--tls-verify", default="true", choices=("true", "false"),
-                    help="false: a registry without a trusted certificate, or plain HTTP")
+    _registry_options(ps)
     ps.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     ps.add_argument("name", help="the local image")
     ps.add_argument("ref", nargs="?", help="[REGISTRY[:PORT]/]REPO[:TAG] (default: NAME)")
+
+    li = sub.add_parser("login", help="log in to a registry (credentials in the auth file)",
+                        **kw)
+    _registry_options(li, creds=False)
+    li.add_argument("-u", "--username")
+    li.add_argument("-p", "--password", help="(visible to other users: prefer "
+                                             "--password-stdin)")
+    li.add_argument("--password-stdin", action="store_true",
+                    help="read the password from standard input")
+    li.add_argument("--get-login", action="store_true",
+                    help="print the user name stored for the registry")
+    li.add_argument("registry", help="REGISTRY[:PORT] (docker.io when omitted)", nargs="?")
+    lo = sub.add_parser("logout", help="remove a registry's credentials", **kw)
+    lo.add_argument("--authfile", help="auth file (default: $REGISTRY_AUTH_FILE, else "
+                                       "podman's auth.json)")
+    lo.add_argument("-a", "--all", action="store_true", help="every registry")
+    lo.add_argument("registry", nargs="?", help="REGISTRY[:PORT]")
 
     cm = sub.add_parser("commit", help="create an image from a container's changes", **kw)
     cm.add_argument("-m", "--message", default="", help="commit message")
@@ -88,6 +103,28 @@ def add_subparsers(sub: Any, parents: Sequence[argparse.ArgumentParser] = (),
                          "WorkingDir, User")
     cm.add_argument("container")
     cm.add_argument("name", help="NAME[:TAG]")
+
+
+def _registry_options(p: argparse.ArgumentParser, creds: bool = True) -> None:
+    p.add_argument("--tls-verify", default="true", choices=("true", "false"),
+                   help="false: a registry without a trusted certificate, or plain HTTP")
+    p.add_argument("--cert-dir", help="CA certificates (*.crt) and client pairs (*.cert, "
+                                      "*.key) for the registry")
+    p.add_argument("--authfile", help="auth file (default: $REGISTRY_AUTH_FILE, else podman's "
+                                      "auth.json, then docker's config.json)")
+    if creds:
+        p.add_argument("--creds", metavar="USER[:PASSWORD]",
+                       help="credentials for this command (instead of the auth file)")
+
+
+def registry_opts(args: argparse.Namespace) -> Any:
+    from pycontain.image.registry.client import Options, parse_creds
+
+    creds = getattr(args, "creds", None)
+    return Options(tls_verify=getattr(args, "tls_verify", "true") != "false",
+                   cert_dir=getattr(args, "cert_dir", None),
+                   creds=parse_creds(creds) if creds else None,
+                   authfile=getattr(args, "authfile", None))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,20 +295,21 @@ def run(args: argparse.Namespace) -> int:
         if args.verb == "pull":
             from pycontain.image.registry.pull import pull
 
-            img = pull(ImageStore(rt.storage, root=rt.root), args.ref,
-                       tls_verify=args.tls_verify == "true", platform=args.platform,
-                       quiet=bool(args.quiet))
+            img = pull(ImageStore(rt.storage, root=rt.root), args.ref, registry_opts(args),
+                       platform=args.platform, quiet=bool(args.quiet))
             print(img.id)
             return 0
         if args.verb == "push":
             from pycontain.image.registry.push import push
 
             print(push(ImageStore(rt.storage, root=rt.root), args.name, args.ref or args.name,
-                       tls_verify=args.tls_verify == "true", quiet=bool(args.quiet)))
+                       registry_opts(args), quiet=bool(args.quiet)))
             return 0
         return cmd_image(args, rt.storage, rt.root)
 
     try:
+        if args.verb in ("login", "logout"):
+            return cmd_login(args)
         if rt.rootless:
             return _in_mapped_namespace(command)
         return command()
@@ -294,4 +332,60 @@ def _in_mapped_namespace(command: Any) -> int:
     if not full:
         return int(command())
     userns.run_mapped(command, uid_maps, gid_maps)
+    return 0
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    """``pycontain login`` (credentials checked with the registry before they are stored)
+    and ``pycontain logout``, as podman's."""
+    from pycontain.image.registry import auth
+    from pycontain.image.registry.client import Client, Options
+    from pycontain.image.registry.refs import DOCKER_HUB, DOCKER_HUB_API
+
+    registry = auth.normalize_key(args.registry) if args.registry else None
+    if registry is not None and (not registry or any(c.isspace() for c in registry)):
+        raise ImageError(f"invalid registry {args.registry!r}")
+    if args.verb == "logout":
+        if args.all:
+            auth.remove(None, args.authfile)
+            print("Removed login credentials for all registries")
+            return 0
+        if registry is None:
+            raise ImageError("logout: name a registry, or --all")
+        if not auth.remove(registry, args.authfile):
+            raise ImageError(f"not logged into {registry}")
+        print(f"Removed login credentials for {registry}")
+        return 0
+    registry = registry or DOCKER_HUB
+    if args.get_login:
+        found = auth.lookup(registry, "", args.authfile)
+        if not found:
+            raise ImageError(f"not logged into {registry}")
+        print(found[0])
+        return 0
+    user, password = args.username, args.password
+    if args.password_stdin:
+        if password is not None:
+            raise ImageError("--password and --password-stdin: give one")
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not user or password is None:
+        if not sys.stdin.isatty():
+            raise ImageError("login: give --username and --password (or --password-stdin)")
+        import getpass
+
+        user = user or input("Username: ").strip()
+        password = password if password is not None else getpass.getpass("Password: ")
+    if not user:
+        raise ImageError("login: the user name is empty")
+    host = registry.split("/")[0]  # a key may name a namespace: quay.io/team
+    host = DOCKER_HUB_API if host == DOCKER_HUB else host
+    opts = Options(tls_verify=args.tls_verify != "false", cert_dir=args.cert_dir,
+                   creds=(user, password), authfile=args.authfile)
+    client = Client(host, "", opts, registry=registry)
+    try:
+        client.ping()
+    finally:
+        client.close()
+    auth.save(registry, user, password, args.authfile)
+    print("Login Succeeded!")
     return 0

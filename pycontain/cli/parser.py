@@ -158,7 +158,7 @@ def build_parser(only: Optional[str] = None) -> Any:
 
         networks.add_subparsers(sub, [common], _Parser)
 
-    if only in (None, "image", "commit", "pull", "push"):
+    if only in (None, "image", "commit", "pull", "push", "login", "logout"):
         from pycontain.cli import images
 
         images.add_subparsers(sub, [common], _Parser)

@@ -305,9 +305,12 @@ def _stage_layers(store: ImageStore, staging: Staging, src: _Source,
         rec: Dict[str, Any] = {"diff_id": diff_id, "digest": digest, "media_type": mt}
         if diff_id in staged or store.has_layer(diff_id):
             existing = staged.get(diff_id) or store.layer_path(diff_id)
-            if progress:
-                progress(f"layer {i}/{n} {diff_id[7:19]}: verifying")
-            _verify_blob(src, rel, digest, layer.get("size"), diff_id)
+            if digest and not src.exists(rel) and store.blob_layers().get(digest) == diff_id:
+                pass  # a pull left out a blob this store has unpacked and checked before
+            else:
+                if progress:
+                    progress(f"layer {i}/{n} {diff_id[7:19]}: verifying")
+                _verify_blob(src, rel, digest, layer.get("size"), diff_id)
             rec["size"] = _known_size(records, diff_id) or store.layer_size(diff_id, existing)
             records.append(rec)
             if progress:

@@ -130,6 +130,22 @@ class ImageStore:
                     return int(x["size"])
         return dir_size(path or self.layer_path(diff_id))
 
+    def blob_layers(self) -> Dict[str, str]:
+        """Compressed blob digest -> diff_id, for the stored layers that some import unpacked
+        from that blob and checked (a pull need not fetch such a blob again: the pair is a
+        fact this store learned, never one a manifest or config claims)."""
+        out: Dict[str, str] = {}
+        for image_id in self._record_ids():
+            try:
+                rec = self._record(image_id)
+            except ImageError:
+                continue
+            for x in rec.get("layers") or ():
+                d, diff = x.get("digest"), x.get("diff_id")
+                if isinstance(d, str) and isinstance(diff, str) and d != diff:
+                    out[d] = diff
+        return {d: diff for d, diff in out.items() if self.has_layer(diff)}
+
     def diff_id_of(self, path: str) -> Optional[str]:
         """The diff_id of a layer directory of this store (None for other paths)."""
         d, n = os.path.split(os.path.abspath(path))

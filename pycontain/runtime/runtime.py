@@ -102,9 +102,10 @@ class Runtime:
                 return self.images.get(ref)
             except ImageError:
                 pass
+        from pycontain.image.registry.client import Options
         from pycontain.image.registry.pull import pull as do_pull
 
-        do_pull(self.images, ref, tls_verify=tls_verify)
+        do_pull(self.images, ref, Options(tls_verify=tls_verify))
         return self.images.get(ref)
 
     def _join_networks(self, spec: Spec, sdir: StateDir, plan: Dict[str, Any], cid: str,

@@ -134,10 +134,10 @@ def test_pull_run_and_pull_by_digest(pc: Pc, registry: str, tmp_path: Any) -> No
 def test_pull_errors_one_line_nothing_stored(pc: Pc, registry: str, tmp_path: Any) -> None:
     _push(pc, registry, "demo/box:2", str(tmp_path))
     for args, message in [
-            ((f"{registry}/demo/box:nope",), "not found"),
-            ((f"{registry}/no/such:1",), "not found"),
+            ((f"{registry}/demo/box:nope",), "image not known"),
+            ((f"{registry}/no/such:1",), "image not known"),
             ((f"{registry}/demo/box:2", "--platform", "linux/s390x"), "no image for"),
-            ((f"{registry}/demo/box@sha256:{'0' * 64}",), "not found"),
+            ((f"{registry}/demo/box@sha256:{'0' * 64}",), "image not known"),
             (("Bad Name",), "invalid"),
             ((f"{registry}/demo/box:2", "--tls-verify=true"), "TLS")]:
         verify = [] if "--tls-verify=true" in args else ["--tls-verify=false"]
