@@ -7,7 +7,7 @@ BIN := csrc/tests/bin
 WARN := -Wall -Wextra -Werror
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 # System packages the tests use (installed when missing, if we are root with apt).
-APT_PACKAGES := gcc make valgrind git sqlite3 busybox-static runc umoci skopeo zstd podman containerd libseccomp2 uidmap python3-cffi-backend slirp4netns containernetworking-plugins iproute2 iptables docker-registry
+APT_PACKAGES := gcc make valgrind git sqlite3 busybox-static runc umoci skopeo zstd podman containerd libseccomp2 uidmap python3-cffi-backend slirp4netns containernetworking-plugins iproute2 iptables docker-registry apache2-utils openssl
 APT_BENCH_PACKAGES := libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 runc
 PIP_PACKAGES := "cffi>=1.15" setuptools wheel "pytest>=7" hypothesis pytest-benchmark pytest-timeout ruff
 PYTEST_ARGS ?=

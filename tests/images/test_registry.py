@@ -1,25 +1,28 @@
-"""``pycontain pull`` against a real registry: Debian's docker-registry (the distribution
-project's server) on 127.0.0.1 with a temporary storage dir, plain HTTP, and skopeo as the
-other client (it pushes what ``image export`` wrote)."""
+"""``pycontain pull`` and ``push`` against a real registry: Debian's docker-registry (the
+distribution project's server) on 127.0.0.1 with a temporary storage dir, plain HTTP, and skopeo
+as the other client (it pushes what ``image export`` wrote, inspects and copies back what
+pycontain pushed)."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
+import pty
 import subprocess
-import sys
-import time
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator
 
 import pytest
 
 from tests.busybox import make_busybox_root
-
-ROOT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-REGISTRY = shutil.which("docker-registry")
-SKOPEO = shutil.which("skopeo")
+from tests.images.regserver import (
+    REGISTRY,
+    SKOPEO,
+    CuttingProxy,
+    Pc,
+    Registry,
+    put_manifest,
+    upload_blob,
+)
 
 pytestmark = [
     pytest.mark.skipif(REGISTRY is None, reason="docker-registry is not installed "
@@ -31,59 +34,12 @@ pytestmark = [
 STORAGE: Dict[str, str] = {}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The registry's address; its storage is ``STORAGE[address]``."""
-    base = tmp_path_factory.mktemp("registry")
-    port = _free_port()
-    conf = base / "config.yml"
-    conf.write_text(f"""version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: {base / 'storage'}
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:{port}
-""")
-    p = subprocess.Popen([str(REGISTRY), "serve", str(conf)], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline and p.poll() is None, "registry did not start"
-            time.sleep(0.05)
-    STORAGE[f"127.0.0.1:{port}"] = str(base / "storage")
-    yield f"127.0.0.1:{port}"
-    p.terminate()
-    p.wait(10)
-
-
-class Pc:
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.env = dict(os.environ, PYCONTAIN_ROOT=os.path.join(base, "state"),
-                        PYCONTAIN_STORAGE=os.path.join(base, "storage"), PYTHONPATH=ROOT_DIR)
-
-    def run(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "pycontain", *args], env=self.env,
-                              capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
-
-    def ok(self, *args: str) -> str:
-        r = self.run(*args)
-        assert r.returncode == 0, f"{args}: {r.stderr.decode()}"
-        return r.stdout.decode()
+    with Registry(str(tmp_path_factory.mktemp("registry"))) as reg:
+        STORAGE[reg.address] = reg.storage
+        yield reg.address
 
 
 @pytest.fixture
@@ -110,11 +66,6 @@ def _push(pc: Pc, registry: str, ref: str, tmp: str) -> str:
         return f.read().strip()
 
 
-def _leftovers(pc: Pc) -> List[str]:
-    tmp = os.path.join(pc.base, "storage", "tmp")
-    return os.listdir(tmp) if os.path.isdir(tmp) else []
-
-
 @pytest.mark.root
 def test_pull_run_and_pull_by_digest(pc: Pc, registry: str, tmp_path: Any) -> None:
     digest = _push(pc, registry, "demo/box:1", str(tmp_path))
@@ -128,7 +79,7 @@ def test_pull_run_and_pull_by_digest(pc: Pc, registry: str, tmp_path: Any) -> No
     pc.ok("pull", "-q", "--tls-verify=false", f"{registry}/demo/box@{digest}")
     names = [f"{i['name']}:{i['tag']}" for i in json.loads(pc.ok("image", "ls", "--json"))]
     assert f"{registry}/demo/box:latest" in names
-    assert _leftovers(pc) == []
+    assert pc.leftovers() == []
 
 
 def test_pull_errors_one_line_nothing_stored(pc: Pc, registry: str, tmp_path: Any) -> None:
@@ -168,7 +119,7 @@ def test_corrupted_blob_is_refused(pc: Pc, registry: str, tmp_path: Any) -> None
         r = pc.run("pull", "-q", "--tls-verify=false", f"{registry}/demo/bad:1")
         assert r.returncode == 125 and b"digest mismatch" in r.stderr, r.stderr
         assert [i["name"] for i in json.loads(pc.ok("image", "ls", "--json"))] == ["host"]
-        assert _leftovers(pc) == []
+        assert pc.leftovers() == []
         layers = os.path.join(pc.base, "storage", "layers", "sha256")
         assert not os.path.isdir(layers) or os.listdir(layers) == []
     finally:
@@ -205,7 +156,7 @@ def test_push_then_skopeo_and_pull_back(pc: Pc, registry: str, tmp_path: Any) ->
     pc.ok("pull", "-q", "--tls-verify=false", f"{registry}/pushed/box:8")
     r = pc.run("push", "--tls-verify=false", "nothing:1", f"{registry}/x:1")
     assert r.returncode == 125 and len(r.stderr.decode().strip().splitlines()) == 1
-    assert _leftovers(pc) == []
+    assert pc.leftovers() == []
 
 
 @pytest.mark.root
@@ -225,3 +176,162 @@ def test_run_pulls_when_missing(pc: Pc, registry: str, tmp_path: Any) -> None:
     r = pc.run("run", "--rm", "--pull=sometimes", "--image", ref, "--", "true")
     assert r.returncode in (2, 125)
     pc.ok("image", "rm", ref)
+
+
+def _layer_digests(layout: str) -> list:
+    with open(os.path.join(layout, "index.json")) as f:
+        m = json.load(f)["manifests"][0]["digest"]
+    with open(os.path.join(layout, "blobs", "sha256", m[7:])) as f:
+        return [x["digest"] for x in json.load(f)["layers"]]
+
+
+def test_chunked_push_and_cross_repository_mount(pc: Pc, registry: str, tmp_path: Any) -> None:
+    """Blobs above PYCONTAIN_PUSH_CHUNK go in PATCH chunks; a second repository of the same
+    registry gets its blobs by a mount from the first, not an upload."""
+    root = os.path.join(str(tmp_path), "root")
+    make_busybox_root(root, files={"etc/motd": "chunked\n"})
+    tar = os.path.join(str(tmp_path), "c.tar")
+    subprocess.run(["tar", "-C", root, "-cf", tar, "."], check=True)
+    pc.ok("image", "import", tar, "--name", "mine/chunk:1")
+    layout = os.path.join(str(tmp_path), "exported")
+    pc.ok("image", "export", "mine/chunk:1", layout)
+    layer = _layer_digests(layout)[0]
+    env = {"PYCONTAIN_PUSH_CHUNK": "65536"}
+    r = pc.run("push", "--tls-verify=false", "mine/chunk:1", f"{registry}/chunk/a:1", env=env)
+    assert r.returncode == 0, r.stderr
+    assert f"Copying blob {layer[7:19]}: done (chunked)" in r.stderr.decode(), r.stderr
+    digest = r.stdout.decode().strip()
+    info = json.loads(subprocess.run(
+        [str(SKOPEO), "inspect", "--tls-verify=false", f"docker://{registry}/chunk/a:1"],
+        check=True, capture_output=True).stdout)
+    assert info["Digest"] == digest and info["Layers"] == [layer]
+    r = pc.run("push", "--tls-verify=false", "mine/chunk:1", f"{registry}/chunk/b:1")
+    assert r.returncode == 0, r.stderr
+    assert f"Copying blob {layer[7:19]}: mounted from chunk/a" in r.stderr.decode(), r.stderr
+    links = os.path.join(STORAGE[registry], "docker", "registry", "v2", "repositories",
+                         "chunk", "b", "_layers", "sha256", layer[7:], "link")
+    assert os.path.exists(links)
+    back = os.path.join(str(tmp_path), "back")
+    subprocess.run([str(SKOPEO), "copy", "--src-tls-verify=false",
+                    f"docker://{registry}/chunk/b:1", f"oci:{back}:1"], check=True,
+                   capture_output=True)
+    assert _layer_digests(back) == [layer]
+    assert pc.leftovers() == []
+
+
+def test_progress_lines_and_layers_not_fetched_twice(pc: Pc, registry: str,
+                                                     tmp_path: Any) -> None:
+    _push(pc, registry, "demo/prog:1", str(tmp_path))
+    r = pc.run("pull", "--tls-verify=false", f"{registry}/demo/prog:1")
+    assert r.returncode == 0, r.stderr
+    err = r.stderr.decode()
+    assert "\x1b[" not in err  # not a terminal: plain lines
+    assert "Copying blob " in err and ": done (" in err and "/s)" in err, err
+    assert "Writing manifest" in err
+    # The same layer under another tag: already unpacked here, so not fetched.
+    subprocess.run([str(SKOPEO), "copy", "--src-tls-verify=false", "--dest-tls-verify=false",
+                    f"docker://{registry}/demo/prog:1", f"docker://{registry}/demo/prog:2"],
+                   check=True, capture_output=True)
+    r = pc.run("pull", "--tls-verify=false", f"{registry}/demo/prog:2")
+    assert r.returncode == 0, r.stderr
+    assert "skipped: already in the store" in r.stderr.decode(), r.stderr
+    assert ": done (" not in r.stderr.decode()
+    out = json.loads(pc.ok("image", "inspect", f"{registry}/demo/prog:2"))
+    assert f"{registry}/demo/prog:2" in out[0]["RepoTags"]
+    # -q: nothing but the id.
+    r = pc.run("pull", "-q", "--tls-verify=false", f"{registry}/demo/prog:1")
+    assert r.returncode == 0 and r.stderr == b""
+
+
+def test_progress_on_a_terminal(pc: Pc, registry: str, tmp_path: Any) -> None:
+    _push(pc, registry, "demo/tty:1", str(tmp_path))
+    master, slave = pty.openpty()
+    try:
+        import sys
+
+        p = subprocess.Popen([sys.executable, "-m", "pycontain", "pull", "--tls-verify=false",
+                              f"{registry}/demo/tty:1"], env=pc.env, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=slave)
+        os.close(slave)
+        slave = -1
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the other side closed
+                break
+            if not data:
+                break
+            chunks.append(data)
+        out, _ = p.communicate(timeout=120)
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert p.returncode == 0
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "\x1b[2K" in screen and "Copying blob" in screen and " done" in screen, screen
+    assert out.decode().startswith("sha256:")
+
+
+def test_broken_connection_is_resumed(pc: Pc, registry: str, tmp_path: Any) -> None:
+    """The connection carrying the layer breaks in the middle: the download goes on from
+    where it stopped (a Range request) and the image is whole."""
+    _push(pc, registry, "demo/cut:1", str(tmp_path))
+    port = int(registry.rsplit(":", 1)[1])
+    with CuttingProxy(port, cut_after=200_000) as proxy:
+        ref = f"{proxy.address}/demo/cut:1"
+        r = pc.run("pull", "-q", "--tls-verify=false", ref)
+        assert r.returncode == 0, r.stderr
+        assert proxy.cut
+        sent = b"".join(proxy.requests)
+        assert b"Range: bytes=" in sent
+    if os.geteuid() == 0:
+        out = pc.ok("run", "--rm", "--image", ref, "--", "cat", "/etc/motd")
+        assert out == "pulled demo/cut:1\n"
+    assert pc.leftovers() == []
+
+
+def test_index_picks_the_platform(pc: Pc, registry: str, tmp_path: Any) -> None:
+    """An OCI index with an arm64 entry first and an amd64 one: the machine's platform by
+    default, --platform for another, a one-line error for one the index lacks."""
+    import platform as pyplatform
+
+    if pyplatform.machine() not in ("x86_64", "amd64"):
+        pytest.skip("the index below is built for an amd64 host")
+    _push(pc, registry, "multi/box:amd64", str(tmp_path))
+    layout = os.path.join(str(tmp_path), "layout-multi-box-amd64")
+    with open(os.path.join(layout, "index.json")) as f:
+        m1 = json.load(f)["manifests"][0]["digest"]
+    blobs = os.path.join(layout, "blobs", "sha256")
+    with open(os.path.join(blobs, m1[7:]), "rb") as f:
+        amd64_bytes = f.read()
+    manifest = json.loads(amd64_bytes)
+    with open(os.path.join(blobs, manifest["config"]["digest"][7:])) as f:
+        config = json.load(f)
+    config["architecture"] = "arm64"
+    config_bytes = json.dumps(config).encode()
+    manifest["config"] = {**manifest["config"], "size": len(config_bytes),
+                          "digest": upload_blob(registry, "multi/box", config_bytes)}
+    arm = json.dumps(manifest).encode()
+    mtype = "application/vnd.oci.image.manifest.v1+json"
+    m2 = put_manifest(registry, "multi/box", "arm64", arm, mtype)
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+             "manifests": [
+                 {"mediaType": mtype, "digest": m2, "size": len(arm),
+                  "platform": {"os": "linux", "architecture": "arm64"}},
+                 {"mediaType": mtype, "digest": m1, "size": len(amd64_bytes),
+                  "platform": {"os": "linux", "architecture": "amd64"}}]}
+    put_manifest(registry, "multi/box", "all", json.dumps(index).encode(),
+                 "application/vnd.oci.image.index.v1+json")
+    ref = f"{registry}/multi/box:all"
+
+    def arch() -> str:
+        return str(json.loads(pc.ok("image", "inspect", ref))[0]["Architecture"])
+
+    pc.ok("pull", "-q", "--tls-verify=false", ref)
+    assert arch() == "amd64"
+    pc.ok("pull", "-q", "--tls-verify=false", "--platform", "linux/arm64", ref)
+    assert arch() == "arm64"
+    line = pc.fails("pull", "-q", "--tls-verify=false", "--platform", "linux/ppc64le", ref)
+    assert "no image for linux/ppc64le" in line and "linux/amd64" in line, line

@@ -58,13 +58,15 @@ def push(store: ImageStore, local: str, ref: str, opts: Optional[Options] = None
             manifest = f.read()
         doc = json.loads(manifest)
         seen = locations.load(store)
+        config = doc["config"]["digest"]
         for item in [*doc.get("layers", []), doc["config"]]:
             digest, size = item["digest"], int(item["size"])
             head = client.call("HEAD", f"blobs/{digest}", ok=(200, 404), scope="pull,push")
             if head.status == 200:
-                display.note(f"Copying blob {digest[7:19]} skipped: already exists")
+                display.note(f"Copying blob {digest[7:19]} skipped: already exists")  # podman's
                 continue
-            bar = display.bar("Copying blob", digest[7:19], size)
+            kind = "Copying config" if digest == config else "Copying blob"
+            bar = display.bar(kind, digest[7:19], size)
             try:
                 with open(os.path.join(blobs, digest[7:]), "rb") as f:
                     how = _upload(client, r, digest, size, f, chunk, bar,
