@@ -288,6 +288,12 @@ def run(args: argparse.Namespace) -> int:
     from pycontain.runtime.runtime import Runtime
 
     rt = Runtime(getattr(args, "root", None), getattr(args, "storage", None))
+    # Where the credentials and certificates are is decided as the caller: a rootless
+    # command runs below as root of a user namespace.
+    try:
+        opts = registry_opts(args) if args.verb in ("pull", "push") else None
+    except ImageError as e:
+        raise ContainerError(str(e)) from None
 
     def command() -> int:
         if args.verb == "commit":
@@ -295,7 +301,7 @@ def run(args: argparse.Namespace) -> int:
         if args.verb == "pull":
             from pycontain.image.registry.pull import pull
 
-            img = pull(ImageStore(rt.storage, root=rt.root), args.ref, registry_opts(args),
+            img = pull(ImageStore(rt.storage, root=rt.root), args.ref, opts,
                        platform=args.platform, quiet=bool(args.quiet))
             print(img.id)
             return 0
@@ -303,7 +309,7 @@ def run(args: argparse.Namespace) -> int:
             from pycontain.image.registry.push import push
 
             print(push(ImageStore(rt.storage, root=rt.root), args.name, args.ref or args.name,
-                       registry_opts(args), quiet=bool(args.quiet)))
+                       opts, quiet=bool(args.quiet)))
             return 0
         return cmd_image(args, rt.storage, rt.root)
 

@@ -8,13 +8,15 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
+from tests.images.regserver import HTPASSWD, REGISTRY, Registry, htpasswd_file
 from tests.rootless.conftest import SUBID_COUNT, AsUser, User
 
 
@@ -303,3 +305,31 @@ def test_user_mode_network_and_published_port(rl: AsUser, user: User, tun_for_us
         assert "Error" in lines[1]  # --disable-host-loopback: the host's 127.0.0.1 is closed
     finally:
         rl.python("-m", "pycontain", "rm", "-f", "web", netns=test_host_ns)
+
+
+@pytest.mark.skipif(not (REGISTRY and HTPASSWD), reason="docker-registry and htpasswd needed")
+def test_login_pull_push_as_a_normal_user(rl: AsUser, user: User, box: str,
+                                          tmp_path: Any) -> None:
+    """A normal user logs in (the auth file goes to its $XDG_RUNTIME_DIR/containers, 0600),
+    pushes, and pulls into its own store, the layers unpacked in the mapped namespace with
+    the owners the containers see."""
+    pw = htpasswd_file(str(tmp_path / "htpasswd"), {"bob": "pw-of-bob"})
+    with Registry(str(tmp_path / "reg"), htpasswd=pw) as reg:
+        ref = f"{reg.address}/rl/box:1"
+        rl.ok("image", "import", box, "--name", "box:v1")
+        r = rl.run("push", "--tls-verify=false", "box:v1", ref)
+        assert r.returncode == 125 and b"credentials" in r.stderr, r.stderr
+        rl.ok("login", "--tls-verify=false", "-u", "bob", "--password-stdin", reg.address,
+              input=b"pw-of-bob\n")
+        authfile = os.path.join(user.home, "run", "containers", "auth.json")
+        st = os.stat(authfile)
+        assert st.st_uid == user.uid and stat.S_IMODE(st.st_mode) == 0o600
+        rl.ok("push", "-q", "--tls-verify=false", "box:v1", ref)
+        rl.ok("image", "rm", "box:v1")
+        rl.ok("pull", "-q", "--tls-verify=false", ref)
+        out = rl.ok("run", "--rm", "--image", ref, "--", "sh", "-c",
+                    "ls -ln /home/app/owned | tr -s ' ' | cut -d' ' -f3,4")
+        assert out.strip() == "1000 1000", out
+        rl.ok("logout", reg.address)
+        rl.ok("image", "rm", ref)
+        os.unlink(authfile)

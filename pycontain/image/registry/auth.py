@@ -100,14 +100,15 @@ def _decode(entry: Any, key: str, path: str) -> Optional[Tuple[str, str]]:
     return user, password
 
 
-def lookup(registry: str, repository: str = "",
-           authfile: Optional[str] = None) -> Optional[Tuple[str, str]]:
-    """(user, password) for ``registry`` (and ``repository``), or None."""
+def lookup(registry: str, repository: str = "", authfile: Optional[str] = None,
+           paths: Optional[List[str]] = None) -> Optional[Tuple[str, str]]:
+    """(user, password) for ``registry`` (and ``repository``), or None; ``paths``: the
+    files to read instead of ``search_path(authfile)``."""
     wanted = [f"{registry}/{repository}"] if repository else []
     parts = repository.split("/")
     wanted += [f"{registry}/{'/'.join(parts[:i])}" for i in range(len(parts) - 1, 0, -1)]
     wanted.append(registry)
-    for path in search_path(authfile):
+    for path in paths if paths is not None else search_path(authfile):
         auths = {normalize_key(k): v for k, v in (_read(path).get("auths") or {}).items()}
         for key in wanted:
             if key in auths:

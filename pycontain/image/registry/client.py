@@ -50,8 +50,14 @@ class Options:
     def __init__(self, tls_verify: bool = True, cert_dir: Optional[str] = None,
                  creds: Optional[Tuple[str, str]] = None, authfile: Optional[str] = None,
                  plain_http: bool = False) -> None:
+        from pycontain.image.registry import auth
+
         self.tls_verify, self.cert_dir = tls_verify, cert_dir
         self.creds, self.authfile, self.plain_http = creds, authfile, plain_http
+        # Decided here, by who asks: a rootless image command then runs as root of a user
+        # namespace, where root's places would be wrong.
+        self.auth_paths = auth.search_path(authfile)
+        self.user_certs = os.geteuid() != 0
 
 
 def parse_creds(value: str) -> Tuple[str, str]:
@@ -62,13 +68,13 @@ def parse_creds(value: str) -> Tuple[str, str]:
     return user, password
 
 
-def cert_dirs(host: str, explicit: Optional[str]) -> List[str]:
+def cert_dirs(host: str, explicit: Optional[str], user: bool) -> List[str]:
     if explicit:
         if not os.path.isdir(explicit):
             raise RegistryError(f"--cert-dir {explicit}: no such directory")
         return [explicit]
     out = [os.path.join("/etc/containers/certs.d", host), os.path.join("/etc/docker/certs.d", host)]
-    if os.geteuid() != 0:
+    if user:
         out.insert(0, os.path.join(os.path.expanduser("~"), ".config", "containers", "certs.d",
                                    host))
     return [d for d in out if os.path.isdir(d)]
@@ -79,7 +85,7 @@ def ssl_context(host: str, opts: Options) -> ssl.SSLContext:
     if not opts.tls_verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    for d in cert_dirs(host, opts.cert_dir):
+    for d in cert_dirs(host, opts.cert_dir, opts.user_certs):
         for ca in sorted(glob.glob(os.path.join(d, "*.crt"))):
             try:
                 ctx.load_verify_locations(cafile=ca)
@@ -111,7 +117,8 @@ class Client:
         if self.credentials is None:
             from pycontain.image.registry import auth
 
-            self.credentials = auth.lookup(registry or host, repository, self.opts.authfile)
+            self.credentials = auth.lookup(registry or host, repository,
+                                           paths=self.opts.auth_paths)
         self.token: Optional[str] = None
         self._ctx: Dict[str, ssl.SSLContext] = {}
         self._pool: Dict[Tuple[str, bool], http.client.HTTPConnection] = {}
