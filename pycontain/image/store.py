@@ -483,11 +483,12 @@ class ImageStore:
 
     # -- import / export / commit (importer.py, export.py) -----------------------------------
     def import_image(self, path: str, name: Optional[str] = None,
-                     progress: Optional[Progress] = None) -> Image:
-        """Import an OCI layout (dir or tar), a docker-archive tar or a rootfs tar/dir."""
+                     progress: Optional[Progress] = None, verified: Sequence[str] = ()) -> Image:
+        """Import an OCI layout (dir or tar), a docker-archive tar or a rootfs tar/dir
+        (``verified``: see importer.import_image)."""
         from pycontain.image import importer
 
-        return importer.import_image(self, path, name, progress)
+        return importer.import_image(self, path, name, progress, verified)
 
     def export(self, name: str, path: str, progress: Optional[Progress] = None) -> str:
         """Write image ``name`` as an OCI image layout (a directory, or a tar if PATH ends in

@@ -130,7 +130,7 @@ def pull(store: ImageStore, ref: str, opts: Optional[Options] = None,
                 if has != f"{want['os']}/{want['architecture']}":
                     raise RegistryError(f"{r}: no image for {want['os']}/"
                                         f"{want['architecture']} (it is {has})")
-            _fetch_layers(store, client, r, layers, cfg, blobs, display)
+            fetched = _fetch_layers(store, client, r, layers, cfg, blobs, display)
             with open(os.path.join(staging, "oci-layout"), "w") as f:
                 json.dump({"imageLayoutVersion": "1.0.0"}, f)
             with open(os.path.join(staging, "index.json"), "w") as f:
@@ -138,7 +138,8 @@ def pull(store: ImageStore, ref: str, opts: Optional[Options] = None,
                     "mediaType": ctype, "digest": manifest_digest, "size": len(data),
                     "annotations": {mt.REF_NAME: r.tag}}]}, f)
             display.note("Writing manifest to image destination")
-            img = store.import_image(staging, f"{r.local_name}:{r.tag}")
+            img = store.import_image(staging, f"{r.local_name}:{r.tag}",
+                                     verified=[d for d, _ in fetched])
             locations.record(store, r.registry, r.repository,
                              [cdigest] + [_blob_digest(x, r)[0] for x in layers])
             return img
@@ -149,7 +150,9 @@ def pull(store: ImageStore, ref: str, opts: Optional[Options] = None,
 
 
 def _fetch_layers(store: ImageStore, client: Client, r: Any, layers: List[Any],
-                  cfg: Dict[str, Any], blobs: str, display: Display) -> None:
+                  cfg: Dict[str, Any], blobs: str, display: Display
+                  ) -> List[Tuple[str, Optional[int]]]:
+    """Fetch the layers the store lacks; returns those fetched (digest, size)."""
     diff_ids = (cfg.get("rootfs") or {}).get("diff_ids")
     if not isinstance(diff_ids, list) or len(diff_ids) != len(layers):
         raise RegistryError(f"{r}: the config's rootfs.diff_ids do not match the "
@@ -192,13 +195,14 @@ def _fetch_layers(store: ImageStore, client: Client, r: Any, layers: List[Any],
     if len(todo) <= 1:
         for job in todo:
             fetch(job, client.clone())
-        return
+        return todo
     with ThreadPoolExecutor(max_workers=min(PARALLEL, len(todo))) as pool:
         futures = [pool.submit(fetch, job, client.clone()) for job in todo]
         errors = [f.exception() for f in futures]
     first = next((e for e in errors if e is not None), None)
     if first is not None:
         raise first
+    return todo
 
 
 def _tmp_dir(store: ImageStore) -> str:
