@@ -54,7 +54,8 @@ def run(section: Callable[[str], None]) -> Optional[str]:
         preload = None
 
     section("3. Containers: limits and the allocator inside, pause and update, a network "
-            "with a published port, an image, the OCI command line, rootless")
+            "with a published port, an image pushed to and pulled from a registry, the OCI "
+            "command line, rootless")
     with tempfile.TemporaryDirectory(prefix="pycontain-demo-") as tmp:
         roots = {"root": os.path.join(tmp, "state"), "storage": os.path.join(tmp, "storage")}
         opts: Dict[str, Any] = {"memory": "64M", "pids": 64, "cpus": 0.5, "hostname": "demo"}
@@ -264,7 +265,67 @@ def _image_part(pycontain: Any, tmp: str, rootfs: str, roots: Dict[str, str]) ->
     out = (res.stdout or b"").decode().split()
     print(f"  {' '.join(out[:-1])} / {out[-1] if out else '?'} programs in /bin; "
           f"exit code {res.exit_code}")
-    store.remove("demo/busybox:1")
+    try:
+        _registry_part(pycontain, tmp, roots, store)
+    finally:
+        store.remove("demo/busybox:1")
+
+
+def _registry_part(pycontain: Any, tmp: str, roots: Dict[str, str], store: Any) -> None:
+    """Push to and pull from a registry this demo starts on 127.0.0.1 (Debian's
+    docker-registry, plain HTTP, storage in the demo's temp dir)."""
+    import socket
+
+    registry = shutil.which("docker-registry")
+    print()
+    if registry is None:
+        print("(docker-registry is not installed: the registry part is skipped)")
+        return
+    from pycontain.image.registry.client import Options
+    from pycontain.image.registry.progress import Display
+    from pycontain.image.registry.pull import pull
+    from pycontain.image.registry.push import push
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = os.path.join(tmp, "registry.yml")
+    with open(conf, "w") as f:
+        f.write(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+                f"    rootdirectory: {os.path.join(tmp, 'registry')}\n"
+                f"http:\n  addr: 127.0.0.1:{port}\n")
+    proc = subprocess.Popen([registry, "serve", conf], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    print("(the local registry did not start: the registry part is skipped)")
+                    return
+                time.sleep(0.05)
+        ref = f"127.0.0.1:{port}/demo/busybox:1"
+        opts = Options(tls_verify=False)
+        display = Display(stream=sys.stdout, tty=False)
+        print(f"(a registry started for this demo: docker-registry on 127.0.0.1:{port})")
+        print(f"$ pycontain push --tls-verify=false demo/busybox:1 {ref}")
+        digest = push(store, "demo/busybox:1", ref, opts, display=display)
+        print(f"  {digest}")
+        print(f"$ pycontain image rm demo/busybox:1; pycontain pull --tls-verify=false {ref}")
+        store.remove("demo/busybox:1")
+        img = pull(store, ref, opts, display=display)
+        print(f"  {img.id}")
+        print(f"$ pycontain run --rm --image {ref} -- cat /etc/motd")
+        res = pycontain.run(["cat", "/etc/motd"], image=ref, capture_output=True, **roots)
+        print("  " + (res.stdout or b"").decode().strip() + f"  (exit code {res.exit_code})")
+        store.remove(ref)
+        store.import_image(os.path.join(tmp, "busybox-rootfs.tar"), name="demo/busybox:1")
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def _oci_userns_part(tmp: str, rootfs: str) -> None:
