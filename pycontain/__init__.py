@@ -9,6 +9,9 @@ Python API::
     c = pycontain.start(["sleep", "60"], name="web")      # detached, under a supervisor
     c.exec(["ps"]).exit_code; c.stop(); c.remove()
 
+    pycontain.pull("127.0.0.1:5000/demo/box:1", tls_verify=False)   # the image id
+    pycontain.push("box:v1", "127.0.0.1:5000/demo/box:1", tls_verify=False)  # its digest
+
 Submodules are imported lazily so that the command line starts fast.
 """
 
@@ -22,8 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from pycontain.runtime.result import Result
     from pycontain.runtime.runtime import Runtime
 
-__all__ = ["Container", "ContainerError", "Result", "Runtime", "containers", "get", "run",
-           "start"]
+__all__ = ["Container", "ContainerError", "Result", "Runtime", "containers", "get", "pull",
+           "push", "run", "start"]
 __version__ = "0.1.0"
 
 # Where each name of the API lives (imported on first use: the command line must start fast).
@@ -68,7 +71,8 @@ def run(
     storage_size (a cap on the writable layer, "1G"), init, preload (allocator policy),
     limit_fallback ("rlimit": rootless without a cgroup, memory and pids as rlimits),
     network / networks (bridge networks: docs/networking.md), ports ({"80/tcp": 8080} or
-    ["127.0.0.1:8080:80"]), ip, network_aliases, publish_all. The
+    ["127.0.0.1:8080:80"]), ip, network_aliases, publish_all, pull ("missing", "always",
+    "never") and tls_verify for an image from a registry. The
     container is removed afterwards unless remove=False. As a normal user the container is
     rootless (docs/pycontain.md, "Rootless").
     Setup errors raise ContainerError (exit_code 125, or 126/127 when the command cannot be
@@ -103,3 +107,50 @@ def get(name: str, root: Optional[str] = None, storage: Optional[str] = None) ->
 
 def containers(root: Optional[str] = None, storage: Optional[str] = None) -> List[Container]:
     return _runtime(root, storage, None).containers()
+
+
+def _registry(root: Optional[str], storage: Optional[str], tls_verify: bool,
+              cert_dir: Optional[str], creds: Optional[Sequence[str]],
+              authfile: Optional[str]) -> Any:
+    from pycontain.image.registry.client import Options
+    from pycontain.image.store import ImageStore
+
+    rt = _runtime(root, storage, None)
+    opts = Options(tls_verify=tls_verify, cert_dir=cert_dir,
+                   creds=(str(creds[0]), str(creds[1])) if creds else None, authfile=authfile)
+    return ImageStore(rt.storage, root=rt.root), opts
+
+
+def pull(ref: str, *, root: Optional[str] = None, storage: Optional[str] = None,
+         tls_verify: bool = True, cert_dir: Optional[str] = None,
+         creds: Optional[Sequence[str]] = None, authfile: Optional[str] = None,
+         platform: Optional[str] = None, quiet: bool = True) -> str:
+    """Pull ``ref`` from its registry into the image store (``pycontain pull``); returns the
+    image id. ``creds``: (user, password), else the auth files (docs/images.md). Errors raise
+    ContainerError with one line."""
+    from pycontain.errors import ContainerError
+    from pycontain.image.errors import ImageError
+    from pycontain.image.registry.pull import pull as do_pull
+
+    store, opts = _registry(root, storage, tls_verify, cert_dir, creds, authfile)
+    try:
+        return str(do_pull(store, ref, opts, platform=platform, quiet=quiet).id)
+    except ImageError as e:
+        raise ContainerError(str(e)) from None
+
+
+def push(local: str, ref: Optional[str] = None, *, root: Optional[str] = None,
+         storage: Optional[str] = None, tls_verify: bool = True, cert_dir: Optional[str] = None,
+         creds: Optional[Sequence[str]] = None, authfile: Optional[str] = None,
+         quiet: bool = True) -> str:
+    """Push image ``local`` to ``ref`` (default: its own name) as ``pycontain push`` does;
+    returns the manifest digest."""
+    from pycontain.errors import ContainerError
+    from pycontain.image.errors import ImageError
+    from pycontain.image.registry.push import push as do_push
+
+    store, opts = _registry(root, storage, tls_verify, cert_dir, creds, authfile)
+    try:
+        return do_push(store, local, ref or local, opts, quiet=quiet)
+    except ImageError as e:
+        raise ContainerError(str(e)) from None

@@ -335,3 +335,18 @@ def test_index_picks_the_platform(pc: Pc, registry: str, tmp_path: Any) -> None:
     assert arch() == "arm64"
     line = pc.fails("pull", "-q", "--tls-verify=false", "--platform", "linux/ppc64le", ref)
     assert "no image for linux/ppc64le" in line and "linux/amd64" in line, line
+
+
+def test_python_api_pull_and_push(pc: Pc, registry: str, tmp_path: Any) -> None:
+    import pycontain
+
+    roots = {"root": pc.env["PYCONTAIN_ROOT"], "storage": pc.env["PYCONTAIN_STORAGE"]}
+    digest = _push(pc, registry, "api/box:1", str(tmp_path))
+    image_id = pycontain.pull(f"{registry}/api/box:1", tls_verify=False, **roots)
+    assert image_id.startswith("sha256:")
+    pushed = pycontain.push(f"{registry}/api/box:1", f"{registry}/api/copy:1", tls_verify=False,
+                            **roots)
+    assert pushed.startswith("sha256:")
+    with pytest.raises(pycontain.ContainerError, match="image not known"):
+        pycontain.pull(f"{registry}/api/box:nope", tls_verify=False, **roots)
+    assert digest.startswith("sha256:")
