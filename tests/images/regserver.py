@@ -149,11 +149,13 @@ class TokenServer:
         der = subprocess.run([str(OPENSSL), "x509", "-in", self.cert, "-outform", "DER"],
                              check=True, capture_output=True).stdout
         self.x5c = base64.b64encode(der).decode()
-        self.port = free_port()
-        self.realm = f"http://127.0.0.1:{self.port}/token"
         self.requests: List[Tuple[Optional[str], str]] = []
         self.lock = threading.Lock()
-        self.httpd: Optional[http.server.ThreadingHTTPServer] = None
+        # Bound here, on a port the kernel picks: no window in which another socket could
+        # take a port chosen earlier.
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.port = int(self.httpd.server_address[1])
+        self.realm = f"http://127.0.0.1:{self.port}/token"
 
     def registry_config(self) -> Dict[str, str]:
         return {"realm": self.realm, "service": self.service, "issuer": self.issuer,
@@ -167,7 +169,7 @@ class TokenServer:
                              input=signing.encode(), check=True, capture_output=True).stdout
         return f"{signing}.{_b64url(sig)}"
 
-    def __enter__(self) -> TokenServer:
+    def _handler(self) -> type:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -207,14 +209,15 @@ class TokenServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        return Handler
+
+    def __enter__(self) -> TokenServer:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 class Pc:
@@ -293,10 +296,18 @@ class CuttingProxy:
         self.lock = threading.Lock()
 
     def __enter__(self) -> CuttingProxy:
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.acceptor = threading.Thread(target=self._accept, daemon=True)
+        self.acceptor.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        # close() alone does not wake a thread blocked in accept(): the socket would go on
+        # listening (and accepting) after the test, on a port a later test may be talking to.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.acceptor.join(10)
         self.sock.close()
 
     def _accept(self) -> None:
@@ -305,7 +316,11 @@ class CuttingProxy:
                 client, _ = self.sock.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.target))
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()
+                continue
             threading.Thread(target=self._up, args=(client, upstream), daemon=True).start()
             threading.Thread(target=self._down, args=(upstream, client), daemon=True).start()
 
