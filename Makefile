@@ -24,12 +24,15 @@ deps:
 
 # In place, plus an editable install in "compat" mode (a plain path entry: no import hook to
 # slow every interpreter start) for the `pyalloc` and `pycontain` commands; bytecode compiled
-# ahead so that a CLI start does not compile (PYTHONDONTWRITEBYTECODE may be set).
+# ahead so that a CLI start does not compile (PYTHONDONTWRITEBYTECODE may be set); the
+# pycontain and pycontain-oci scripts rewritten to start the interpreter with -I -S
+# (pycontain/launcher.py: no site, no .pth hooks).
 build:
 	rm -f pyalloc/_native.cpython-*.so pycontain/runtime/_sys_native.cpython-*.so  # would shadow abi3 builds
 	$(PY) setup.py -q build_ext --inplace
 	$(PY) -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-build-isolation --no-deps --config-settings editable_mode=compat -e .
 	$(PY) -m compileall -q pyalloc pycontain
+	$(PY) -m pycontain.launcher -q
 
 demo: setup
 	$(PY) -m pyalloc.demo

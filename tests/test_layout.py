@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PKG = os.path.join(ROOT, "pycontain")
 
 # Which subsystem may import which (besides itself and the top-level helpers).
-BASE = {"pycontain.defaults", "pycontain.errors"}
+BASE = {"pycontain.defaults", "pycontain.errors", "pycontain.jsonfast"}
 ALLOWED = {
     "image": set(),
     "net": set(),
@@ -180,12 +180,18 @@ def test_lazily_resolved_names_exist() -> None:
 
 
 def _loaded_by(code: str) -> Set[str]:
-    """The modules ``code`` imports beyond what the interpreter's start-up already did."""
+    """The modules ``code`` imports beyond what the interpreter's start-up already did, started
+    the way the console scripts start it (pycontain/launcher.py: -I -S, fixed paths)."""
+    from pycontain import launcher
+
+    paths = launcher.paths()
+
     def modules(src: str) -> Set[str]:
         out = subprocess.run(
-            [sys.executable, "-c", f"import sys\n{src}\nprint('\\n'.join(sorted(sys.modules)))"],
-            capture_output=True, text=True, check=True, cwd=ROOT,
-            env=dict(os.environ, PYTHONPATH=ROOT))
+            [sys.executable, "-I", "-S", "-c",
+             f"import sys\nsys.path[0:0] = {paths!r}\n{src}\n"
+             "print('\\n'.join(sorted(sys.modules)))"],
+            capture_output=True, text=True, check=True, cwd=ROOT)
         return set(out.stdout.split())
 
     return modules(code) - modules("pass")
@@ -195,18 +201,22 @@ def test_start_up_paths_import_only_what_they_use() -> None:
     """`pycontain run --rootfs` parses without argparse and needs neither the image store nor
     the OCI code; `pycontain-oci state` (engines call it again and again) needs neither the
     docker-like CLI nor images nor the container process and the syscall layer; neither loads
-    the `signal` module's enums."""
+    the `signal` module's enums, nor `json` (whose `re` brings enum, functools and
+    collections: pycontain.jsonfast drives the C accelerator instead), `shutil` or `socket`."""
+    heavy = {"json", "re", "enum", "functools", "collections", "shutil", "socket", "signal",
+             "argparse", "typing", "dataclasses"}
     run = _loaded_by("from pycontain.cli import parser, containers\n"
                      "parser.fast_run_args(['run', '--rm', '--rootfs', '/', '--', 'true'])\n"
                      "from pycontain.runtime import runtime")
     assert "argparse" not in run
     assert not {m for m in run if m.startswith(("pycontain.image", "pycontain.oci"))}
     assert "pycontain.runtime.exec" not in run
-    assert "signal" not in run
+    assert heavy & run == set()
     oci = _loaded_by("from pycontain.oci import cli, runtime")
     assert not {m for m in oci if m.startswith(("pycontain.cli", "pycontain.image"))}
-    assert not {"argparse", "signal", "pycontain.runtime.process", "pycontain.runtime._sys",
+    assert not {"pycontain.runtime.process", "pycontain.runtime._sys",
                 "pycontain.runtime.spec"} & oci
+    assert heavy & oci == set()
 
 
 # Folders docs/architecture.md names as the place for work not done yet.

@@ -59,7 +59,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if isinstance(e, ContainerError):
             sys.stderr.write(f"pycontain: error: {e}\n")
             return e.exit_code
-        if isinstance(e, OSError):
+        if isinstance(e, (OSError, ImportError)):  # ImportError: the native module or cffi
             sys.stderr.write(f"pycontain: error: {e}\n")
             return 125
         raise

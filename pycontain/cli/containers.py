@@ -74,7 +74,7 @@ def cmd_exec(args: Any) -> int:
 
 
 def cmd_ps(args: Any) -> int:
-    import json
+    from pycontain import jsonfast as json
 
     rows = []
     for c in runtime_of(args).containers():
@@ -181,7 +181,7 @@ def cmd_update(args: Any) -> int:
 
 
 def cmd_inspect(args: Any) -> int:
-    import json
+    from pycontain import jsonfast as json
 
     rt = runtime_of(args)
     out = [rt.get(n).inspect() for n in args.name]

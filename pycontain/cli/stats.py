@@ -4,10 +4,10 @@ their cgroups every interval (one table or JSON array per sample, or one sample 
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
+from pycontain import jsonfast as json
 from pycontain.cli.containers import human, runtime_of
 from pycontain.errors import ContainerError
 

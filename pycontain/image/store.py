@@ -24,10 +24,10 @@ the built-in image ``host``) and adds import_image, export, commit, inspect, tag
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 
+from pycontain import jsonfast as json
 from pycontain.defaults import DEFAULT_PATH, state_root
 from pycontain.image.errors import ImageError, ImageInUseError
 from pycontain.image.files import FileLock, Staging, clean_stale, dir_size, now, rmtree

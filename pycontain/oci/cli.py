@@ -22,11 +22,11 @@ Warnings (ignored config fields) go to the log when one is given, else to stderr
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 
+from pycontain import jsonfast as json
 from pycontain.errors import ContainerError
 from pycontain.oci.config import OciError
 from pycontain.oci.flags import COMMANDS, GLOBAL, POSITIONALS, Opts, UsageError, parse_flags
@@ -476,7 +476,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if isinstance(e, ContainerError):
             log.error(str(e))
             return 1
-        if isinstance(e, OSError):
+        if isinstance(e, (OSError, ImportError)):  # ImportError: the native module or cffi
             log.error(f"{e}")
             return 1
         raise

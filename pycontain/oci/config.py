@@ -4,9 +4,9 @@ is ignored is reported as a warning, never dropped silently."""
 
 from __future__ import annotations
 
-import json
 import os
 
+from pycontain import jsonfast as json
 from pycontain.errors import ContainerError
 
 TYPE_CHECKING = False

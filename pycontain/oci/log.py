@@ -4,9 +4,10 @@ in the log when there is one, else on stderr."""
 
 from __future__ import annotations
 
-import json
 import sys
 import time
+
+from pycontain import jsonfast as json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

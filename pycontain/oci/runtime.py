@@ -26,10 +26,10 @@ Lifecycle (runtime-spec "Lifecycle", runc's process model):
 from __future__ import annotations
 
 import _signal as signal  # the C module: `signal` wraps it in enums, ~1 ms of start-up
-import json
 import os
 import time
 
+from pycontain import jsonfast as json
 from pycontain.errors import ContainerError
 from pycontain.oci.config import (
     INIT_ANNOTATION,

@@ -15,10 +15,15 @@ if TYPE_CHECKING:
 
 try:
     from pycontain.runtime._sys_native import ffi, lib
-except ImportError as exc:  # pragma: no cover - build problem
+except ImportError as exc:  # pragma: no cover - build or environment problem
+    if exc.name == "_cffi_backend":  # built, but cffi's runtime is not on this sys.path
+        raise ImportError(
+            "cffi's _cffi_backend cannot be imported (sys.path has no cffi: an interpreter "
+            "started with -S or another environment?); pycontain.runtime._sys_native needs it",
+            name=exc.name) from exc
     raise ImportError(
         "pycontain.runtime._sys_native is not built: run `python3 setup.py build_ext --inplace` "
-        "or `python3 pycontain/runtime/_sys_build.py`"
+        "or `python3 pycontain/runtime/_sys_build.py`", name=exc.name
     ) from exc
 
 CLONE_NEWNS: int = lib.CLONE_NEWNS

@@ -8,7 +8,7 @@ import os
 import time
 
 from pycontain.runtime import cgroups, procs
-from pycontain.runtime.state import StateDir, alive
+from pycontain.runtime.state import StateDir, alive, rmtree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -54,8 +54,6 @@ def undo_create(e: BaseException, error: Type[Exception], sdir: StateDir,
 def destroy(sdir: StateDir, cg: Optional[cgroups.Cgroup], cdir: Optional[str]) -> None:
     """Remove every trace: cgroup (killing what is left), networks (CNI DEL, the network
     namespace), upper dir, state dir."""
-    import shutil
-
     if cg is not None:
         try:
             cg.kill_all()
@@ -64,6 +62,8 @@ def destroy(sdir: StateDir, cg: Optional[cgroups.Cgroup], cdir: Optional[str]) -
             pass
     detach_networks(sdir)
     if cdir and os.path.isdir(cdir):
+        import shutil
+
         shutil.rmtree(cdir, ignore_errors=True)
         if os.path.isdir(cdir) and os.geteuid() != 0:  # rootless: files of mapped ids
             from pycontain.runtime import userns
@@ -86,7 +86,7 @@ def destroy(sdir: StateDir, cg: Optional[cgroups.Cgroup], cdir: Optional[str]) -
             os.rename(sdir.path, tomb)
         except OSError:
             tomb = sdir.path
-        shutil.rmtree(tomb, ignore_errors=True)
+        rmtree(tomb)
 
 
 def detach_networks(sdir: StateDir, s: Optional[Dict[str, Any]] = None) -> None:

@@ -16,10 +16,10 @@ container is created by :meth:`pycontain.runtime.runtime.Runtime.create`.
 from __future__ import annotations
 
 import _signal as signal  # the C module: `signal` wraps it in enums, ~1 ms of start-up
-import json
 import os
 import time
 
+from pycontain import jsonfast as json
 from pycontain.errors import ContainerError
 from pycontain.runtime import _sys, cgroups, cleanup, procs
 from pycontain.runtime.args import cpus_arg, int_arg, parse_signal, size_or_unlimited
@@ -266,10 +266,11 @@ class Container:
         return error
 
     def _stop_user_network(self) -> None:
-        from pycontain.net.slirp import stop_quietly
+        slirp, self._slirp = getattr(self, "_slirp", None), None
+        if slirp is not None:
+            from pycontain.net.slirp import stop_quietly
 
-        stop_quietly(getattr(self, "_slirp", None))
-        self._slirp = None
+            stop_quietly(slirp)
 
     def spawn_created(self, launch: Launch,
                       runtime_hooks: Optional[Callable[[int], None]] = None) -> int:

@@ -3,8 +3,7 @@ environment and an optional timeout; a failure or a timeout is an error naming t
 
 from __future__ import annotations
 
-import json
-
+from pycontain import jsonfast as json
 from pycontain.errors import ContainerError
 
 TYPE_CHECKING = False

@@ -254,7 +254,8 @@ _PREPARED: Dict[str, bytes] = {}
 
 def _key(cfg: Dict[str, Any]) -> str:
     import hashlib
-    import json
+
+    from pycontain import jsonfast as json
 
     raw = json.dumps(cfg, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(f"{_lib_id()}|{os.uname().machine}|{raw}".encode()).hexdigest()
