@@ -34,15 +34,17 @@ from procstat import peak_rss_kb  # noqa: E402
 
 
 def _launcher() -> str:
-    """What the console script does (``from pycontain.oci.cli import main``), bound to this
-    tree and to this interpreter, written next to the other temporary files."""
+    """The console script ``make build`` installs (pycontain/launcher.py: ``-I -S``, fixed
+    paths), bound to this tree and to this interpreter, written next to the other temporary
+    files."""
     import tempfile
+
+    from pycontain import launcher
 
     d = tempfile.mkdtemp(prefix="pycontain-oci-bench-")
     path = os.path.join(d, "pycontain-oci")
     with open(path, "w") as f:
-        f.write(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {ROOT!r})\n"
-                "from pycontain.oci.cli import main\nsys.exit(main())\n")
+        f.write(launcher.render("pycontain.oci.cli", path_list=[ROOT, *launcher.paths()]))
     os.chmod(path, 0o755)
     return path
 

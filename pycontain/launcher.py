@@ -49,12 +49,12 @@ def render(module: str, python: Optional[str] = None,
             "import sys\n"
             f"sys.path[0:0] = {dirs!r}\n"
             "try:\n"
-            f"    from {module} import main\n"
+            f"    from {module} import run_main\n"
             "except ImportError as e:\n"
             "    sys.stderr.write(f'{sys.argv[0]}: {e}: the installation moved; run '\n"
             f"                     '{python} -m pycontain.launcher\\n')\n"
             "    sys.exit(125)\n"
-            "sys.exit(main())\n")
+            "run_main()  # main(), then os._exit: no interpreter teardown\n")
 
 
 def scripts_dir() -> str:

@@ -35,8 +35,9 @@ CGROUP_PARENT = "pycontain-oci-test"
 
 def _oci_bin() -> Optional[str]:
     """The command under test: $PYCONTAIN_OCI if set (e.g. the installed console script),
-    else a launcher for *this* tree's pycontain.oci.cli (what an installed console script does,
-    without depending on where the shared editable install currently points)."""
+    else a launcher for *this* tree's pycontain.oci.cli: the script ``make build`` installs
+    (pycontain/launcher.py: -I -S, fixed paths), bound to this tree rather than to wherever the
+    shared editable install currently points."""
     if os.environ.get("PYCONTAIN_OCI"):
         return os.environ["PYCONTAIN_OCI"]
     import hashlib
@@ -45,8 +46,9 @@ def _oci_bin() -> Optional[str]:
     tag = hashlib.sha1(ROOT_DIR.encode()).hexdigest()[:10]
     d = os.path.join(tempfile.gettempdir(), f"pycontain-oci-launcher-{tag}")
     path = os.path.join(d, "pycontain-oci")
-    text = (f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {ROOT_DIR!r})\n"
-            "from pycontain.oci.cli import main\nsys.exit(main())\n")
+    from pycontain import launcher
+
+    text = launcher.render("pycontain.oci.cli", path_list=[ROOT_DIR, *launcher.paths()])
     os.makedirs(d, exist_ok=True)
     tmp = f"{path}.{os.getpid()}"
     with open(tmp, "w") as f:
