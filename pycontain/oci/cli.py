@@ -28,7 +28,7 @@ import time
 
 from pycontain import jsonfast as json
 from pycontain.errors import ContainerError
-from pycontain.oci.config import OciError
+from pycontain.oci import OciError
 from pycontain.oci.flags import COMMANDS, GLOBAL, POSITIONALS, Opts, UsageError, parse_flags
 from pycontain.oci.log import PROG, Logger
 

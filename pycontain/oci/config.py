@@ -8,13 +8,11 @@ import os
 
 from pycontain import jsonfast as json
 from pycontain.errors import ContainerError
+from pycontain.oci import INIT_ANNOTATION, PRELOAD_ANNOTATION, OciError  # noqa: F401
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List
-
-PRELOAD_ANNOTATION = "org.pyalloc.preload"
-INIT_ANNOTATION = "org.pycontain.init"
 
 SUPPORTED_NAMESPACES = ("pid", "network", "ipc", "uts", "mount", "cgroup", "user")
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
@@ -46,13 +44,6 @@ _REFUSED_UNLESS_EMPTY = {
                                "which pycontain-oci does not manage",
     "linux.resources.rdma": "the rdma controller is not supported",
 }
-
-
-class OciError(ContainerError):
-    """An OCI operation failed (runc's convention: exit status 1)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, 1)
 
 
 def load_config(bundle: str) -> Dict[str, Any]:

@@ -31,16 +31,9 @@ import time
 
 from pycontain import jsonfast as json
 from pycontain.errors import ContainerError
-from pycontain.oci.config import (
-    INIT_ANNOTATION,
-    PRELOAD_ANNOTATION,
-    OciError,
-    check_config,
-    load_config,
-)
+from pycontain.oci import INIT_ANNOTATION, PRELOAD_ANNOTATION, OciError
 from pycontain.oci.log import rfc3339
-from pycontain.runtime import cgroups, cleanup, procs
-from pycontain.runtime.hooks import run_hooks
+from pycontain.runtime import cgroups, procs
 from pycontain.runtime.state import (
     StateDir,
     StateError,
@@ -190,7 +183,10 @@ class OciRuntime:
     def create(self, cid: str, bundle: str, pid_file: Optional[str] = None,
                console_socket: Optional[str] = None, preserve_fds: int = 0) -> int:
         """Set the container up and leave its process blocked before the user program."""
+        from pycontain.oci.config import check_config, load_config
+        from pycontain.runtime import cleanup
         from pycontain.runtime.container import Container
+        from pycontain.runtime.hooks import run_hooks
         from pycontain.runtime.preload import POLICIES, add_preload
         from pycontain.runtime.process import Launch
         from pycontain.runtime.spec import Spec
@@ -317,6 +313,8 @@ class OciRuntime:
     def start(self, cid: str) -> None:
         import errno
 
+        from pycontain.runtime.hooks import run_hooks
+
         sdir = self._dir(cid)
         s = self._read(cid)
         status = self.status_of(s)
@@ -354,9 +352,11 @@ class OciRuntime:
 
     # -- kill / delete -----------------------------------------------------------------------
     def kill(self, cid: str, sig: str = "SIGTERM", all_processes: bool = False) -> None:
+        from pycontain.runtime import cleanup
+        from pycontain.runtime.args import parse_signal
+
         s = self._read(cid)
         status = self.status_of(s)
-        from pycontain.runtime.args import parse_signal
 
         try:
             signum = parse_signal(sig)
@@ -422,6 +422,9 @@ class OciRuntime:
             raise OciError(f"cannot update container {cid}: {e}") from None
 
     def delete(self, cid: str, force: bool = False) -> None:
+        from pycontain.runtime import cleanup
+        from pycontain.runtime.hooks import run_hooks
+
         sdir = self._dir(cid)
         s = self._read(cid)
         status = self.status_of(s)

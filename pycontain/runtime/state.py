@@ -13,7 +13,6 @@ start time as recorded, so a reused pid or a killed supervisor cannot make ``ps`
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 
 from pycontain import jsonfast as json
@@ -67,6 +66,8 @@ class Lock:
         self.fd = -1
 
     def __enter__(self) -> Lock:
+        import fcntl  # here: `state` and `list` take no lock (a C module less to load)
+
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         return self

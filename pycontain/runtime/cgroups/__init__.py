@@ -22,11 +22,22 @@ from pycontain.runtime.cgroups.base import (  # noqa: F401 - the interface, re-e
     Driver,
     Limits,
 )
-from pycontain.runtime.cgroups.none import NoCgroup, NoDriver, delegated  # noqa: F401
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Tuple
+
+    from pycontain.runtime.cgroups.none import NoCgroup, NoDriver, delegated  # noqa: F401
+
+_NONE = ("NoCgroup", "NoDriver", "delegated")  # none.py: only for containers without a cgroup
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NONE:
+        from pycontain.runtime.cgroups import none
+
+        return getattr(none, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def parse_mountinfo(text: str) -> List[Tuple[str, str, str]]:
@@ -94,6 +105,8 @@ def is_frozen(record: Optional[Dict[str, Any]]) -> bool:
 def from_dict(d: Dict[str, Any]) -> Cgroup:
     """The cgroup a ``to_dict()`` record (kept in a container's state) names."""
     if d.get("version") == 0:
+        from pycontain.runtime.cgroups.none import NoCgroup
+
         return NoCgroup(str(d.get("rel", "")), str(d.get("why", "")))
     if d.get("version") == 2:
         from pycontain.runtime.cgroups.v2 import CgroupV2
