@@ -154,6 +154,52 @@ def test_pycontain_oci_create_start_delete(benchmark, bundle) -> None:  # type: 
     benchmark.extra_info["peak_rss_kb"] = _run_rss(str(OCI), bundle["oci_root"], bundle)
 
 
+@pytest.fixture(scope="module")
+def created(bundle):  # type: ignore[no-untyped-def]
+    """One created (not started) container per runtime, for ``state``: engines call it again
+    and again on such containers."""
+    ids = {}
+    for name, binary, root in (("runc", str(RUNC), bundle["runc_root"]),
+                               ("pycontain-oci", str(OCI), bundle["oci_root"])):
+        cid = f"st{os.getpid()}-{next(_counter)}"
+        cfg_path = os.path.join(bundle["bundle"], "config.json")
+        with open(cfg_path) as f:
+            cfg = json.load(f)
+        cfg["linux"]["cgroupsPath"] = f"/{CGROUP_PARENT}/{cid}"
+        with open(cfg_path, "w") as f:
+            json.dump(cfg, f)
+        subprocess.run([binary, "--root", root, "create", "--bundle", bundle["bundle"], cid],
+                       check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        ids[name] = (binary, root, cid)
+    yield ids
+    for binary, root, cid in ids.values():
+        subprocess.run([binary, "--root", root, "delete", "--force", cid], capture_output=True)
+
+
+def _state(binary: str, root: str, cid: str) -> Callable[[], None]:
+    cmd = [binary, "--root", root, "state", cid]
+
+    def run() -> None:
+        out = subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE).stdout
+        assert json.loads(out)["status"] == "created"
+
+    return run
+
+
+@pytest.mark.benchmark(group="oci-state", min_rounds=20, warmup=True)
+def test_runc_state(benchmark, created) -> None:  # type: ignore[no-untyped-def]
+    benchmark.extra_info.update(impl="runc", baseline="runc")
+    benchmark(_state(*created["runc"]))
+
+
+@pytest.mark.benchmark(group="oci-state", min_rounds=20, warmup=True)
+def test_pycontain_oci_state(benchmark, created) -> None:  # type: ignore[no-untyped-def]
+    benchmark.extra_info.update(impl="pycontain-oci", baseline="runc")
+    benchmark(_state(*created["pycontain-oci"]))
+
+
 def test_interleaved(bundle) -> None:  # type: ignore[no-untyped-def]
     """Both runtimes alternated, so that machine drift hits them alike; prints medians."""
     fns = {"runc": _cycle(str(RUNC), bundle["runc_root"], bundle),

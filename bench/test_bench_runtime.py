@@ -7,9 +7,11 @@ the same namespaces (pid, net, ipc, uts, mount, cgroup), a fresh cgroup and full
     python3 -m pytest bench/test_bench_runtime.py --benchmark-only
     python3 -m pytest bench/test_bench_runtime.py -k targets -s     # the side-by-side summary
 
-The CLI is measured the way users start it (``python3 -m pycontain``, so including the
-interpreter's own start-up and site initialisation), plus ``python3 -c pass`` as a reference
-for that fixed cost. Byte-code is compiled first: the CLI's import time counts.
+The CLI is measured the way users start it: the ``pycontain`` console script ``make build``
+installs (pycontain/launcher.py: ``python3 -I -S``, fixed paths), written for this tree, and
+``python3 -m pycontain`` (the interpreter with ``site`` and whatever the ``.pth`` files of
+site-packages import), with ``python3 -I -S -c pass`` as the reference for the interpreter's
+fixed cost. Byte-code is compiled first: the CLI's import time counts.
 """
 
 from __future__ import annotations
@@ -86,10 +88,22 @@ def _cli_env(bundle: Dict[str, str]) -> Dict[str, str]:
     return env
 
 
-def _cli(bundle: Dict[str, str]) -> Callable[[], None]:
+def _script(bundle: Dict[str, str]) -> str:
+    """The console script make build installs, for this tree."""
+    from pycontain import launcher
+
+    path = os.path.join(bundle["bundle"], "pycontain")
+    if not os.path.exists(path):
+        with open(path, "w") as f:
+            f.write(launcher.render("pycontain.cli", path_list=[ROOT, *launcher.paths()]))
+        os.chmod(path, 0o755)
+    return path
+
+
+def _cli(bundle: Dict[str, str], module: bool = False) -> Callable[[], None]:
     env = _cli_env(bundle)
-    cmd = [sys.executable, "-m", "pycontain", "run", "--rm", "--rootfs", bundle["rootfs"], "--",
-           "/bin/true"]
+    head = [sys.executable, "-m", "pycontain"] if module else [_script(bundle)]
+    cmd = [*head, "run", "--rm", "--rootfs", bundle["rootfs"], "--", "/bin/true"]
 
     def run() -> None:
         subprocess.run(cmd, check=True, env=env, stdin=subprocess.DEVNULL)
@@ -110,7 +124,7 @@ def _api(bundle: Dict[str, str]) -> Callable[[], None]:
 
 def _python_startup(bundle: Dict[str, str]) -> Callable[[], None]:
     def run() -> None:
-        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        subprocess.run([sys.executable, "-I", "-S", "-c", "pass"], check=True)
 
     return run
 
@@ -126,11 +140,17 @@ def test_runc_run(benchmark, bundle) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.mark.benchmark(group="container-run-true", min_rounds=20, warmup=True)
 def test_pycontain_cli_run(benchmark, bundle) -> None:  # type: ignore[no-untyped-def]
-    benchmark.extra_info.update(impl="pycontain run (CLI)", baseline="runc run")
+    benchmark.extra_info.update(impl="pycontain run (console script)", baseline="runc run")
     benchmark(_cli(bundle))
     benchmark.extra_info["peak_rss_kb"] = peak_rss_kb(
-        [sys.executable, "-m", "pycontain", "run", "--rm", "--rootfs", bundle["rootfs"], "--",
-         "/bin/true"], env=_cli_env(bundle))
+        [_script(bundle), "run", "--rm", "--rootfs", bundle["rootfs"], "--", "/bin/true"],
+        env=_cli_env(bundle))
+
+
+@pytest.mark.benchmark(group="container-run-true", min_rounds=20, warmup=True)
+def test_pycontain_module_run(benchmark, bundle) -> None:  # type: ignore[no-untyped-def]
+    benchmark.extra_info.update(impl="python3 -m pycontain run (site)", baseline="runc run")
+    benchmark(_cli(bundle, module=True))
 
 
 @pytest.mark.benchmark(group="container-run-true", min_rounds=20, warmup=True)
@@ -141,7 +161,7 @@ def test_pycontain_api_run(benchmark, bundle) -> None:  # type: ignore[no-untype
 
 @pytest.mark.benchmark(group="container-run-true", min_rounds=20, warmup=True)
 def test_reference_python_startup(benchmark, bundle) -> None:  # type: ignore[no-untyped-def]
-    benchmark.extra_info.update(impl="python3 -c pass (reference)", baseline="runc run")
+    benchmark.extra_info.update(impl="python3 -I -S -c pass (reference)", baseline="runc run")
     benchmark(_python_startup(bundle))
 
 
@@ -186,9 +206,9 @@ def test_runc_exec(benchmark, bundle, running) -> None:  # type: ignore[no-untyp
 
 @pytest.mark.benchmark(group="container-exec-true", min_rounds=20, warmup=True)
 def test_pycontain_cli_exec(benchmark, bundle, running) -> None:  # type: ignore[no-untyped-def]
-    benchmark.extra_info.update(impl="pycontain exec (CLI)", baseline="runc exec")
+    benchmark.extra_info.update(impl="pycontain exec (console script)", baseline="runc exec")
     env = _cli_env(bundle)
-    cmd = [sys.executable, "-m", "pycontain", "exec", running["ctr"].name, "--", "/bin/true"]
+    cmd = [_script(bundle), "exec", running["ctr"].name, "--", "/bin/true"]
     benchmark(lambda: subprocess.run(cmd, check=True, env=env, stdin=subprocess.DEVNULL))
     benchmark.extra_info["peak_rss_kb"] = peak_rss_kb(cmd, env=env)
 
@@ -217,15 +237,16 @@ def _interleaved(fns: Dict[str, Callable[[], None]], rounds: int) -> Dict[str, f
 
 
 def test_targets(bundle) -> None:  # type: ignore[no-untyped-def]
-    """Side by side: the Python API must be at least twice as fast as ``runc run``; the CLI
-    is reported against runc (its target, "at most as slow", also depends on the interpreter's
-    start-up, shown as a reference)."""
+    """Side by side: the Python API at least twice as fast as ``runc run``, and the console
+    script (issue 17's target) at most 0.8x ``runc run``; ``python3 -I -S -c pass`` is shown as
+    the interpreter's share."""
     med = _interleaved({"runc": _runc(bundle), "cli": _cli(bundle), "api": _api(bundle),
-                        "python -c pass": _python_startup(bundle)}, rounds=25)
-    lines = [f"{k:>16}: {v * 1e3:7.2f} ms  ({v / med['runc']:.2f}x runc)" for k, v in med.items()]
+                        "python -I -S -c pass": _python_startup(bundle)}, rounds=25)
+    lines = [f"{k:>20}: {v * 1e3:7.2f} ms  ({v / med['runc']:.2f}x runc)"
+             for k, v in med.items()]
     print("\n" + "\n".join(lines))
     assert med["api"] * 2 <= med["runc"], lines
-    if med["cli"] > med["runc"]:
-        pytest.xfail(f"CLI slower than runc: {med['cli'] * 1e3:.1f} ms vs "
+    if med["cli"] > 0.8 * med["runc"]:
+        pytest.xfail(f"CLI above 0.8x runc: {med['cli'] * 1e3:.1f} ms vs "
                      f"{med['runc'] * 1e3:.1f} ms (interpreter start-up alone: "
-                     f"{med['python -c pass'] * 1e3:.1f} ms)")
+                     f"{med['python -I -S -c pass'] * 1e3:.1f} ms)")
