@@ -180,12 +180,14 @@ def _check_user_namespace(cfg: Dict[str, Any], linux: Dict[str, Any],
     """A new user namespace needs both maps (the kernel's rule, and runc's); maps without a
     user namespace, a process user they do not map, or ranges the kernel would refuse are
     refused here with the reason, before anything is created."""
-    from pycontain.runtime import userns
-
     kinds = [n.get("type") for n in linux.get("namespaces") or []]
     if kinds.count("user") > 1:
         raise OciError("linux.namespaces lists the user namespace twice")
     user = next((n for n in linux.get("namespaces") or [] if n.get("type") == "user"), None)
+    if user is None and not linux.get("uidMappings") and not linux.get("gidMappings"):
+        return  # nothing to check (and no userns module to import)
+    from pycontain.runtime import userns
+
     try:
         uids = userns.parse_mappings(linux.get("uidMappings"), "linux.uidMappings")
         gids = userns.parse_mappings(linux.get("gidMappings"), "linux.gidMappings")
