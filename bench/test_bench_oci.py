@@ -128,15 +128,21 @@ def _cycle(binary: str, root: str, b: Dict[str, str]) -> Callable[[], None]:
     return run
 
 
-def _run_rss(binary: str, root: str, b: Dict[str, str]) -> int:
-    """Peak RSS of the runtime process for a whole `run` (create, start, wait, delete)."""
-    cid = f"rss{os.getpid()}-{next(_counter)}"
+def _new_id(b: Dict[str, str], prefix: str) -> str:
+    """A fresh container id, with the bundle's cgroupsPath set to the one runc would use."""
+    cid = f"{prefix}{os.getpid()}-{next(_counter)}"
     cfg_path = os.path.join(b["bundle"], "config.json")
     with open(cfg_path) as f:
         cfg = json.load(f)
     cfg["linux"]["cgroupsPath"] = f"/{CGROUP_PARENT}/{cid}"
     with open(cfg_path, "w") as f:
         json.dump(cfg, f)
+    return cid
+
+
+def _run_rss(binary: str, root: str, b: Dict[str, str]) -> int:
+    """Peak RSS of the runtime process for a whole `run` (create, start, wait, delete)."""
+    cid = _new_id(b, "rss")
     return peak_rss_kb([binary, "--root", root, "run", "--bundle", b["bundle"], cid], runs=1)
 
 
@@ -161,13 +167,7 @@ def created(bundle):  # type: ignore[no-untyped-def]
     ids = {}
     for name, binary, root in (("runc", str(RUNC), bundle["runc_root"]),
                                ("pycontain-oci", str(OCI), bundle["oci_root"])):
-        cid = f"st{os.getpid()}-{next(_counter)}"
-        cfg_path = os.path.join(bundle["bundle"], "config.json")
-        with open(cfg_path) as f:
-            cfg = json.load(f)
-        cfg["linux"]["cgroupsPath"] = f"/{CGROUP_PARENT}/{cid}"
-        with open(cfg_path, "w") as f:
-            json.dump(cfg, f)
+        cid = _new_id(bundle, "st")
         subprocess.run([binary, "--root", root, "create", "--bundle", bundle["bundle"], cid],
                        check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
