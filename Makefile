@@ -9,10 +9,10 @@ SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-po
 # System packages the tests use (installed when missing, if we are root with apt).
 APT_PACKAGES := gcc make valgrind git sqlite3 busybox-static runc umoci skopeo zstd podman containerd libseccomp2 uidmap python3-cffi-backend slirp4netns containernetworking-plugins iproute2 iptables docker-registry apache2-utils openssl
 APT_BENCH_PACKAGES := libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 runc
-PIP_PACKAGES := "cffi>=1.15" setuptools wheel "pytest>=7" hypothesis pytest-benchmark pytest-timeout ruff
+PIP_PACKAGES := "cffi>=1.15" setuptools wheel "pytest>=7" hypothesis pytest-benchmark pytest-timeout ruff numpy
 PYTEST_ARGS ?=
 
-.PHONY: all setup deps build demo test ctest pytest lint bench bench-deps bench-suite bench-compare clean
+.PHONY: all setup deps build demo test ctest pytest pytest-asan lint bench bench-deps bench-suite bench-compare clean
 
 all: build
 
@@ -37,7 +37,7 @@ build:
 demo: setup
 	$(PY) -m pyalloc.demo
 
-test: setup lint ctest pytest
+test: setup lint ctest pytest-asan pytest
 
 lint:
 	$(PY) -m ruff check $(wildcard pyalloc pycontain tests bench examples)
@@ -63,6 +63,21 @@ $(BIN)/stress: csrc/tests/stress.c $(CORE) $(HDRS)
 
 pytest:
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The pool's CPython extension (pyalloc._pool) built with ASan+UBSan, and the Python API's
+# tests run against that build, in a copy of the package outside the tree.
+ASAN_PY := $(or $(TMPDIR),/tmp)/pyalloc-asan-$(shell id -u)
+PY_INCLUDE = $(shell $(PY) -c "import sysconfig; print(sysconfig.get_paths()['include'])")
+PY_EXT = $(shell $(PY) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+POOL_TESTS := tests/__init__.py tests/model.py tests/test_pool_api.py tests/test_pool_batch.py tests/test_pool_model.py
+pytest-asan:
+	rm -rf $(ASAN_PY) && mkdir -p $(ASAN_PY)/pyalloc $(ASAN_PY)/tests
+	cp pyalloc/*.py pyalloc/_native*.so $(ASAN_PY)/pyalloc/
+	cp $(POOL_TESTS) $(ASAN_PY)/tests/
+	$(CC) -std=gnu11 -g -O1 $(WARN) $(SAN) -fno-strict-aliasing -fPIC -shared -I$(PY_INCLUDE) -Icsrc/core -o $(ASAN_PY)/pyalloc/_pool$(PY_EXT) csrc/python/poolmodule.c $(CORE)
+	cd $(ASAN_PY) && LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" ASAN_OPTIONS=detect_leaks=0 $(PY) -c "import pyalloc._pool as m, sys; sys.exit(0 if m.__file__.startswith('$(ASAN_PY)') else 'not the ASan build')"
+	cd $(ASAN_PY) && LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" ASAN_OPTIONS=detect_leaks=0 $(PY) -m pytest -q -p no:cacheprovider -p no:randomly tests
+	rm -rf $(ASAN_PY)
 
 # Benchmarks: peers from Debian, matplotlib for the plots; results in docs/BENCHMARKS.md.
 BENCH_JSON := .benchmarks/latest.json

@@ -1,6 +1,8 @@
 """The Python API against the standard ways of getting a writable buffer of n bytes:
 bytearray, ctypes.create_string_buffer and an anonymous mmap. One group per size; each
-implementation allocates, writes one byte, and releases, singly and in batches of 1000.
+implementation allocates, writes one byte, and releases, singly and in batches of 1000. The
+batch groups also have the pool's batch calls: ``alloc_many`` then ``free_many``, and
+``alloc_many`` then ``reset`` (the arena style). Ratios are against bytearray.
 
     python3 -m pytest bench/test_bench_api.py --benchmark-only
 """
@@ -46,12 +48,14 @@ def _mmap(n: int) -> None:
 
 
 IMPLS = ["pyalloc.Pool", "pyalloc.Slab", "bytearray", "ctypes", "mmap"]
+BATCH_IMPLS = [*IMPLS, "Pool.alloc_many+free_many", "Pool.alloc_many+reset"]
 
 
 @pytest.fixture(scope="module")
 def pools() -> Dict[str, object]:
     made = {
         "pool": pyalloc.Pool(256 << 20, "best"),
+        "arena": pyalloc.Pool(256 << 20, "best"),
         **{f"slab{n}": pyalloc.Slab(block_size=n, capacity=BATCH * n * 2) for n in SIZES},
     }
     yield made
@@ -72,6 +76,20 @@ def make_single(impl: str, n: int, pools: Dict[str, object]) -> Callable[[], Non
 
 def make_batch(impl: str, n: int, pools: Dict[str, object]) -> Callable[[], None]:
     """BATCH live buffers at once, then all released."""
+    if impl.startswith("Pool.alloc_many"):
+        import array
+
+        arena = pools["arena"]
+        sizes = array.array("Q", [n] * BATCH)
+        if impl.endswith("reset"):
+            def run_reset() -> None:
+                arena.alloc_many(sizes)
+                arena.reset()
+            return run_reset
+
+        def run_many() -> None:
+            arena.free_many(arena.alloc_many(sizes))
+        return run_many
     if impl == "pyalloc.Pool":
         pool = pools["pool"]
 
@@ -102,13 +120,13 @@ def make_batch(impl: str, n: int, pools: Dict[str, object]) -> Callable[[], None
 @pytest.mark.parametrize("size", SIZES)
 def test_single(benchmark, pools, impl: str, size: int) -> None:
     benchmark.group = f"python api: one buffer of {size} B"
-    benchmark.extra_info.update(impl=impl, size=size, batch=1)
+    benchmark.extra_info.update(impl=impl, size=size, batch=1, baseline="bytearray")
     benchmark(make_single(impl, size, pools))
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", BATCH_IMPLS)
 @pytest.mark.parametrize("size", SIZES)
 def test_batch(benchmark, pools, impl: str, size: int) -> None:
     benchmark.group = f"python api: {BATCH} live buffers of {size} B"
-    benchmark.extra_info.update(impl=impl, size=size, batch=BATCH)
+    benchmark.extra_info.update(impl=impl, size=size, batch=BATCH, baseline="bytearray")
     benchmark(make_batch(impl, size, pools))

@@ -17,6 +17,7 @@ from pyalloc.pool import (
     Block,
     Pool,
     Slab,
+    as_array,
 )
 
 __version__ = "0.1.0"
@@ -32,4 +33,5 @@ __all__ = [
     "Pool",
     "Slab",
     "__version__",
+    "as_array",
 ]

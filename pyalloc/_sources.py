@@ -29,6 +29,9 @@ PRELOAD_SOURCES: list = [
     "csrc/preload/trace.c",
 ]
 
+# The CPython extension pyalloc._pool (Pool, Slab, Block as C types) over the core.
+POOL_MODULE_SOURCES = ["csrc/python/poolmodule.c", *CORE_SOURCES]
+
 # Include directories: the core's headers for everything; csrc/ itself for "preload/trace.h".
 INCLUDE_DIRS = ["csrc/core", "csrc"]
 

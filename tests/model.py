@@ -104,6 +104,29 @@ class Model:
             i += 1
         return self._carve(i, need)
 
+    def alloc_many(self, sizes: List[int]) -> Optional[List[int]]:
+        """One request for the sum of the block sizes, carved in order from the chosen block's
+        low end; the last block is carved as a single allocation would be."""
+        needs = [need_for(n) for n in sizes]
+        i = self.choose(sum(needs))
+        if i is None:
+            return None
+        b = self.blocks[i]
+        pos, out, head = b.start, [], []
+        for need in needs[:-1]:
+            head.append(MBlock(pos, need, False))
+            out.append(pos + HEADER)
+            pos += need
+        rest = MBlock(pos, b.total - (pos - b.start), True, b.seq)
+        self.blocks[i:i + 1] = [*head, rest]
+        out.append(self._carve(i + len(head), needs[-1]))
+        return out
+
+    def reset(self) -> None:
+        """Every block freed at once: one free block with a new seq."""
+        self.blocks = [MBlock(FIRST, self.capacity - HEADER - FIRST, True, self.next_seq)]
+        self.next_seq += 1
+
     def _release(self, i: int) -> None:
         b = self.blocks[i]
         b.free = True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import sys
 import threading
 
 import pytest
@@ -42,8 +41,8 @@ def test_view_is_zero_copy() -> None:
         pool.free(blk)
 
 
-@pytest.mark.skipif(sys.version_info < (3, 12), reason="__buffer__ (PEP 688) needs Python 3.12")
 def test_memoryview_of_block() -> None:
+    """A Block is a buffer on every Python version (the C buffer protocol, not __buffer__)."""
     with pyalloc.Pool(1 << 20) as pool:
         blk = pool.alloc(10)
         m = memoryview(blk)

@@ -26,6 +26,11 @@ ops = st.lists(
         st.tuples(st.just("alloc"), sizes, st.none()),
         st.tuples(st.just("free"), st.integers(min_value=0, max_value=10**6), st.none()),
         st.tuples(st.just("realloc"), st.integers(min_value=0, max_value=10**6), sizes),
+        st.tuples(st.just("alloc_many"), st.integers(min_value=1, max_value=24),
+                  st.integers(min_value=0, max_value=10**6)),
+        st.tuples(st.just("free_many"), st.integers(min_value=0, max_value=10**6),
+                  st.integers(min_value=1, max_value=12)),
+        st.tuples(st.just("reset"), st.integers(min_value=0, max_value=9), st.none()),
     ),
     min_size=1,
     max_size=120,
@@ -61,10 +66,37 @@ def run_trace(policy: str, trace: List[Tuple[str, int, Optional[int]]]) -> None:
     with pyalloc.Pool(CAPACITY, policy) as pool:
         model = Model(pool.capacity, policy, pool.base_address)
         live: Dict[int, Tuple[pyalloc.Block, int, int]] = {}
+        anon: List[int] = []  # offsets from alloc_many
         tag = 0
         for op, a, b in trace:
             tag += 1
-            if op == "alloc":
+            if op == "alloc_many":
+                want = [(b * 31 + j * 97) % 400 for j in range(a)]
+                expect_many = model.alloc_many(want)
+                if expect_many is None:
+                    before = pool.stats()["live_blocks"]
+                    with pytest.raises(MemoryError):
+                        pool.alloc_many(want)
+                    assert pool.stats()["live_blocks"] == before  # all or nothing
+                else:
+                    got = list(pool.alloc_many(want))
+                    assert got == expect_many, f"{policy} placed the batch at {got}"
+                    anon += got
+            elif op == "free_many":
+                start = a % len(anon) if anon else 0
+                chunk, anon = anon[start:start + b], anon[:start] + anon[start + b:]
+                for o in chunk:
+                    model.free(o)
+                pool.free_many(chunk)
+            elif op == "reset":
+                if a:  # rarely: a reset ends every block of the trace
+                    continue
+                model.reset()
+                assert pool.reset() == len(live) + len(anon)
+                assert not any(blk.live for blk, _, _ in live.values())
+                live.clear()
+                anon.clear()
+            elif op == "alloc":
                 expect = model.alloc(a, b)
                 if expect is None:
                     with pytest.raises(MemoryError):
@@ -102,6 +134,7 @@ def run_trace(policy: str, trace: List[Tuple[str, int, Optional[int]]]) -> None:
             check_pool(pool, model, live)
         for blk, _, _ in list(live.values()):
             pool.free(blk)
+        pool.free_many(anon)
         assert pool.stats()["free_blocks"] == 1
         assert pool.stats()["used"] == 0
 

@@ -597,6 +597,72 @@ static void *do_alloc_aligned(pa_pool *p, size_t n, size_t align, size_t *usable
     return r;
 }
 
+int pa_pool_alloc_batch(pa_pool *p, const uint64_t *sizes, size_t n, uint64_t *offsets)
+{
+    if (n == 0)
+        return 0;
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (sizes[i] > MAX_REQUEST || total > MAX_REQUEST) {
+            total = UINT64_MAX;
+            break;
+        }
+        total += need_for(sizes[i] ? sizes[i] : 1);
+    }
+    lock(p);
+    pa_node *nd = total <= MAX_REQUEST ? find_fit(p, total) : NULL;
+    char *b = nd ? block_of(nd) : NULL;
+    uint64_t size = b ? pa_bsize(b) : 0;
+    if (!b || commit_to(p, carve_reach(b, size, total)) != 0) {
+        p->failed_allocs++;
+        unlock(p);
+        errno = ENOMEM;
+        return -1;
+    }
+    uint64_t seq = nd->seq, pflag = pa_hdr(b) & PA_PINUSE;
+    char *dlo, *dhi;
+    hull_get(p, b, &dlo, &dhi);
+    unlink_free(p, nd);
+    /* All but the last block: a header each (the block before is always in use). */
+    char *c = b;
+    for (size_t i = 0; i + 1 < n; i++) {
+        uint64_t need = need_for(sizes[i] ? sizes[i] : 1);
+        pa_set_hdr(c, need, PA_CINUSE | (i == 0 ? pflag : PA_PINUSE), p->secret);
+        offsets[i] = (uint64_t)(c + PA_HEADER - p->base);
+        p->used += need - PA_HEADER;
+        p->live_blocks++;
+        c += need;
+    }
+    /* The last one as a single allocation would be: with the remainder made free. */
+    char *r = carve(p, c, size - (uint64_t)(c - b), need_for(sizes[n - 1] ? sizes[n - 1] : 1),
+                    n == 1 ? pflag : PA_PINUSE, seq, dlo, dhi);
+    offsets[n - 1] = (uint64_t)(r - p->base);
+    p->allocs += n;
+    unlock(p);
+    return 0;
+}
+
+size_t pa_pool_reset(pa_pool *p)
+{
+    lock(p);
+    size_t live = (size_t)p->live_blocks;
+    pa_index_init(&p->index, p->policy);
+    p->used = 0;
+    p->live_blocks = 0;
+    p->free_bytes = 0;
+    p->dirty = 0;
+    p->frees += live;
+    /* New check tags: the headers of the blocks that were live stay in memory, and must not
+     * pass for live blocks (a stale pointer freed after the reset is refused, not trusted). */
+    p->secret = (p->secret ^ 0x9E3779B97F4A7C15ull) * 0xBF58476D1CE4E5B9ull + 0x94D049BB133111EBull;
+    char *first = p->base + FIRST_BLOCK;
+    p->tail = first;
+    make_free(p, first, (uint64_t)(p->end - first), PA_PINUSE, p->next_seq++, first, first);
+    trim_after_free(p, first, (uint64_t)(p->end - first));
+    unlock(p);
+    return live;
+}
+
 int pa_pool_free(pa_pool *p, void *ptr) { return pa_pool_free_ex(p, ptr, NULL); }
 
 int pa_pool_free_ex(pa_pool *p, void *ptr, size_t *usable)

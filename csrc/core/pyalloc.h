@@ -114,6 +114,16 @@ void *pa_pool_alloc_ex(pa_pool *pool, size_t n, size_t align, size_t *usable);
 int pa_pool_free(pa_pool *pool, void *p);
 /* pa_pool_free that also gives the freed block's usable size (untouched on failure). */
 int pa_pool_free_ex(pa_pool *pool, void *p, size_t *usable);
+/* Allocates n blocks as one request: the block the pool's policy picks for the sum of their
+ * block sizes, carved into n consecutive blocks from its low end (sizes[i] usable bytes each,
+ * rounded as pa_pool_alloc rounds). Writes the payload offsets to offsets[0..n). Returns 0, or
+ * -1 with errno ENOMEM and nothing allocated. */
+int pa_pool_alloc_batch(pa_pool *pool, const uint64_t *sizes, size_t n, uint64_t *offsets);
+/* Frees every live block at once: the arena becomes one free block again (a new seq), with the
+ * committed memory trimmed as a free of the whole heap would trim it. The header check tags
+ * change, so pointers from before the reset are refused like foreign ones. Returns how many
+ * blocks were live. */
+size_t pa_pool_reset(pa_pool *pool);
 /* Resizes a block, in place when it shrinks or when the next block is free and large enough;
  * otherwise allocates a new block by the policy, copies and frees the old one. Returns the
  * (possibly moved) block; NULL with errno ENOMEM (the old block is intact) or EINVAL (p not

@@ -202,6 +202,42 @@ static void test_trim_hysteresis(void)
     pa_pool_destroy(p);
 }
 
+static void test_batch_and_reset(void)
+{
+    for (int policy = 0; policy < PA_NPOLICIES; policy++) {
+        pa_pool *p = pa_pool_create(1 << 20, policy, 0);
+        void *hole = pa_pool_alloc(p, 5000), *fence = pa_pool_alloc(p, 10);
+        pa_pool_free(p, hole);
+        uint64_t sizes[5] = {0, 1, 100, 4000, 33}, offs[5];
+        CHECK(pa_pool_alloc_batch(p, sizes, 5, offs) == 0);
+        CHECK(pa_pool_check(p) == 0);
+        for (int i = 1; i < 5; i++)
+            CHECK(offs[i] > offs[i - 1]);
+        char *base = pa_pool_base(p);
+        for (int i = 0; i < 5; i++)
+            CHECK(pa_pool_is_live(p, base + offs[i]) && pa_pool_usable_size(p, base + offs[i]) >=
+                  sizes[i]);
+        memset(base + offs[3], 0xAB, 4000); /* the blocks do not overlap their neighbours */
+        CHECK(pa_pool_check(p) == 0);
+        uint64_t huge[2] = {1 << 19, 1 << 19}, junk[2] = {7, 7};
+        errno = 0;
+        CHECK(pa_pool_alloc_batch(p, huge, 2, junk) == -1 && errno == ENOMEM && junk[0] == 7);
+        uint64_t over[1] = {UINT64_MAX};
+        CHECK(pa_pool_alloc_batch(p, over, 1, junk) == -1 && junk[0] == 7);
+        CHECK(pa_pool_alloc_batch(p, sizes, 0, junk) == 0);
+        pa_stats st;
+        pa_pool_stats(p, &st);
+        CHECK(st.live_blocks == 6 && st.failed_allocs == 2);
+        CHECK(pa_pool_reset(p) == 6);
+        pa_pool_stats(p, &st);
+        CHECK(st.live_blocks == 0 && st.used == 0 && st.free_blocks == 1);
+        CHECK(!pa_pool_is_live(p, fence) && pa_pool_free(p, fence) == -1);
+        CHECK(pa_pool_check(p) == 0);
+        CHECK(pa_pool_alloc(p, 10) != NULL && pa_pool_check(p) == 0);
+        pa_pool_destroy(p);
+    }
+}
+
 int main(void)
 {
     test_create_arguments();
@@ -211,6 +247,7 @@ int main(void)
     test_introspection();
     test_slab();
     test_trim_hysteresis();
-    printf("%d passed, %d failed\n", failures ? 0 : 7, failures ? 1 : 0);
+    test_batch_and_reset();
+    printf("%d passed, %d failed\n", failures ? 0 : 8, failures ? 1 : 0);
     return failures ? 1 : 0;
 }
