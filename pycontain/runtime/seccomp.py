@@ -252,13 +252,19 @@ def _flags(cfg: Dict[str, Any]) -> int:
 _PREPARED: Dict[str, bytes] = {}
 
 
-def _key(cfg: Dict[str, Any]) -> str:
-    import hashlib
+def _sha256_hex(data: bytes) -> str:
+    try:  # CPython's own SHA-256: hashlib would load OpenSSL first (~3 ms of every create)
+        from _sha256 import sha256  # type: ignore[import-not-found]
+    except ImportError:  # other interpreters; 3.12 renamed it _sha2
+        from hashlib import sha256
+    return str(sha256(data).hexdigest())
 
+
+def _key(cfg: Dict[str, Any]) -> str:
     from pycontain import jsonfast as json
 
     raw = json.dumps(cfg, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(f"{_lib_id()}|{os.uname().machine}|{raw}".encode()).hexdigest()
+    return _sha256_hex(f"{_lib_id()}|{os.uname().machine}|{raw}".encode())
 
 
 _LIB_ID: List[str] = []
@@ -272,19 +278,28 @@ def _lib_id() -> str:
     return _LIB_ID[0]
 
 
-def _find_lib_id() -> str:
-    import glob
+def _candidates() -> List[str]:
+    """Where the dynamic loader would find libseccomp.so.2: the multiarch dirs of /lib and
+    /usr/lib (/lib/*/ and /usr/lib/*/), then the flat ones (no glob: it imports re)."""
+    out = []
+    for top in ("/lib", "/usr/lib"):
+        try:
+            subs = sorted(e.name for e in os.scandir(top) if e.is_dir())
+        except OSError:
+            continue
+        out += [os.path.join(top, d, "libseccomp.so.2") for d in subs]
+    flat = ["/usr/lib64", "/lib64", "/usr/lib", "/usr/local/lib"]
+    return [*out, *(os.path.join(d, "libseccomp.so.2") for d in flat)]
 
-    for pattern in ("/lib/*/libseccomp.so.2", "/usr/lib/*/libseccomp.so.2",
-                    "/usr/lib64/libseccomp.so.2", "/lib64/libseccomp.so.2",
-                    "/usr/lib/libseccomp.so.2", "/usr/local/lib/libseccomp.so.2"):
-        for path in glob.glob(pattern):
-            try:
-                real = os.path.realpath(path)
-                st = os.stat(real)
-            except OSError:
-                continue
-            return f"{real}:{st.st_size}:{st.st_mtime_ns}"
+
+def _find_lib_id() -> str:
+    for path in _candidates():
+        try:
+            real = os.path.realpath(path)
+            st = os.stat(real)
+        except OSError:
+            continue
+        return f"{real}:{st.st_size}:{st.st_mtime_ns}"
     return "unknown"
 
 
