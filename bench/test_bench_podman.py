@@ -19,7 +19,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import time
 from typing import Callable, Dict, Iterator, List
 
@@ -44,7 +43,6 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
     from pycontain import launcher
-    from tests.oci.conftest import make_rootfs
 
     base = str(tmp_path_factory.mktemp("podman-bench"))
     oci = os.path.join(base, "pycontain-oci-script")
@@ -54,13 +52,7 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
     pm = Podman(base)
     with open(pm.runtime, "w") as f:  # the wrapper, pointed at this tree's script
         f.write(f'#!/bin/sh\nexec {oci} --root {pm.oci_root} "$@"\n')
-    rootfs = os.path.join(base, "rootfs")
-    make_rootfs(rootfs)
-    tar = os.path.join(base, "busybox.tar")
-    with tarfile.open(tar, "w") as t:
-        t.add(rootfs, arcname=".")
-    r = pm("import", "--change", 'CMD=["sh"]', tar, IMAGE)
-    assert r.returncode == 0, r.stderr
+    pm.import_busybox()
     yield pm
     pm("rm", "--all", "--force", "--time", "0")
     pm("rmi", "--all", "--force")

@@ -94,6 +94,16 @@ network_config_dir = "{base}/net"
         return subprocess.run([str(PODMAN), *self.global_args, *args], env=self.env,
                               timeout=timeout, **kw)  # type: ignore[call-overload]
 
+    def import_busybox(self) -> None:
+        """IMAGE: a busybox rootfs made here, imported from a tar (no registry, no network)."""
+        rootfs = os.path.join(self.base, "rootfs")
+        make_rootfs(rootfs)
+        tar = os.path.join(self.base, "busybox.tar")
+        with tarfile.open(tar, "w") as t:
+            t.add(rootfs, arcname=".")
+        r = self("import", "--change", "CMD=[\"sh\"]", tar, IMAGE)
+        assert r.returncode == 0, r.stderr.decode()
+
     def run(self, *args: str, **kw: object) -> subprocess.CompletedProcess:
         return self("run", "--network", "none", "--cgroup-parent", "/" + CGROUP_PARENT, *args,
                     **kw)
@@ -108,13 +118,7 @@ def _cgroup_dirs() -> List[str]:
 def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
     base = str(tmp_path_factory.mktemp("podman"))
     pm = Podman(base)
-    rootfs = os.path.join(base, "rootfs")
-    make_rootfs(rootfs)
-    tar = os.path.join(base, "busybox.tar")
-    with tarfile.open(tar, "w") as t:
-        t.add(rootfs, arcname=".")
-    r = pm("import", "--change", "CMD=[\"sh\"]", tar, IMAGE)
-    assert r.returncode == 0, r.stderr.decode()
+    pm.import_busybox()
     pre_existing = set(_cgroup_dirs())
     yield pm
     pm("rm", "--all", "--force", "--time", "0")
