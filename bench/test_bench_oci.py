@@ -43,9 +43,7 @@ def _launcher() -> str:
 
     d = tempfile.mkdtemp(prefix="pycontain-oci-bench-")
     path = os.path.join(d, "pycontain-oci")
-    with open(path, "w") as f:
-        f.write(launcher.render("pycontain.oci.cli", path_list=[ROOT, *launcher.paths()]))
-    os.chmod(path, 0o755)
+    launcher.write_script(path, "pycontain.oci.cli", [ROOT, *launcher.paths()])
     return path
 
 

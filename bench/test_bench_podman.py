@@ -46,9 +46,7 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
 
     base = str(tmp_path_factory.mktemp("podman-bench"))
     oci = os.path.join(base, "pycontain-oci-script")
-    with open(oci, "w") as f:
-        f.write(launcher.render("pycontain.oci.cli", path_list=[ROOT, *launcher.paths()]))
-    os.chmod(oci, 0o755)
+    launcher.write_script(oci, "pycontain.oci.cli", [ROOT, *launcher.paths()])
     pm = Podman(base)
     with open(pm.runtime, "w") as f:  # the wrapper, pointed at this tree's script
         f.write(f'#!/bin/sh\nexec {oci} --root {pm.oci_root} "$@"\n')

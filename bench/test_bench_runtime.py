@@ -94,9 +94,7 @@ def _script(bundle: Dict[str, str]) -> str:
 
     path = os.path.join(bundle["bundle"], "pycontain")
     if not os.path.exists(path):
-        with open(path, "w") as f:
-            f.write(launcher.render("pycontain.cli", path_list=[ROOT, *launcher.paths()]))
-        os.chmod(path, 0o755)
+        launcher.write_script(path, "pycontain.cli", [ROOT, *launcher.paths()])
     return path
 
 

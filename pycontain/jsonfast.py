@@ -6,20 +6,17 @@ The ``json`` package imports ``re`` when it loads (for its whitespace and string
 paid by every ``pycontain`` and ``pycontain-oci`` call. The C scanner and encoder need none of
 that. This module drives them directly with the same settings ``json.loads`` and ``json.dumps``
 use by default (strict; ``NaN`` and ``Infinity`` refused on input), so the results are the
-same. ``indent`` is laid out here, the scalars still written by the C encoder. It falls back to
-``json`` only where ``_json`` is missing. Errors are ``ValueError``, as with ``json``.
+same. ``indent`` is laid out here, the scalars still written by the C encoder. Errors are
+``ValueError``, as with ``json``.
 """
 
 from __future__ import annotations
 
+import _json  # CPython's json accelerator (every CPython has it; cffi needs CPython anyway)
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import IO, Any, Callable, List, Optional
-
-try:
-    import _json
-except ImportError:  # pragma: no cover - every CPython has it
-    _json = None  # type: ignore[assignment]
 
 _WS = " \t\n\r"
 
@@ -35,20 +32,14 @@ class _Context:
     parse_float = float
     parse_int = int
     parse_constant = staticmethod(_constant)
-    memo: dict = {}
 
 
-_scan: Optional[Callable[[str, int], Any]] = _json.make_scanner(_Context()) \
-    if _json is not None else None
+_scan: Callable[[str, int], Any] = _json.make_scanner(_Context())
 
 
 def loads(text: Any) -> Any:
     if isinstance(text, (bytes, bytearray)):
         text = bytes(text).decode("utf-8-sig" if text[:3] == b"\xef\xbb\xbf" else "utf-8")
-    if _scan is None:  # pragma: no cover
-        import json
-
-        return json.loads(text)
     end = len(text.rstrip(_WS))
     start = len(text) - len(text.lstrip(_WS))
     try:
@@ -72,11 +63,6 @@ def dumps(obj: Any, sort_keys: bool = False, separators: Optional[tuple] = None,
           indent: Any = None, default: Optional[Callable[[Any], Any]] = None) -> str:
     """``json.dumps(obj, ...)`` with the same output: ASCII, NaN and Infinity written as json
     writes them, ``indent`` as an int or a string."""
-    if _json is None:  # pragma: no cover
-        import json
-
-        return json.dumps(obj, sort_keys=sort_keys, separators=separators, indent=indent,
-                          default=default)
     if indent is None:
         item, key = separators or (", ", ": ")
     else:

@@ -57,6 +57,15 @@ def render(module: str, python: Optional[str] = None,
             "run_main()  # main(), then os._exit: no interpreter teardown\n")
 
 
+def write_script(path: str, module: str, path_list: Optional[Sequence[str]] = None) -> None:
+    """Writes (atomically, mode 0755) a fast launcher of ``module`` at ``path``."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(render(module, path_list=path_list))
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, path)
+
+
 def scripts_dir() -> str:
     import sysconfig
 
@@ -90,11 +99,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.check:
             print(f"{path}: {'fast launcher' if fast else 'standard script'}")
             continue
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(render(module))
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, path)
+        write_script(path, module)
         if not args.quiet:
             print(f"{path}: fast launcher")
     return status

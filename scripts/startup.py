@@ -112,10 +112,9 @@ class Tree:
 _MODULES: Dict[Tuple[str, str], List[str]] = {}
 
 
-def wall(cmd: List[str], env: Dict[str, str]) -> float:
+def wall(cmd: List[str]) -> float:
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                   env=env)
+    subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t
 
 
@@ -170,10 +169,9 @@ def measure(args: argparse.Namespace, base: str) -> int:
         name, _, rest = s.partition("=")
         path, _, kind = rest.partition(":")
         trees.append(Tree(name, path or ".", kind == "plain", base))
-    env = dict(os.environ, PYCONTAIN_ROOT=os.path.join(base, "pc-state"),
-               PYCONTAIN_STORAGE=os.path.join(base, "pc-storage"))
-    os.environ.update(PYCONTAIN_ROOT=env["PYCONTAIN_ROOT"],
-                      PYCONTAIN_STORAGE=env["PYCONTAIN_STORAGE"])
+    # Every command started from here (scripts, in-process runs) uses roots of its own.
+    os.environ.update(PYCONTAIN_ROOT=os.path.join(base, "pc-state"),
+                      PYCONTAIN_STORAGE=os.path.join(base, "pc-storage"))
     res: Dict[str, Dict[str, Dict[str, List[float]]]] = {}
 
     def add(who: str, cmd: str, part: str, v: float) -> None:
@@ -194,7 +192,7 @@ def measure(args: argparse.Namespace, base: str) -> int:
         for cmd, a in seq(f"s{os.getpid()}-{next(_ids)}"):
             if cmd == "delete":
                 reap()
-            add(who, cmd, "total", wall([*binary, "--root", root, *a], env))
+            add(who, cmd, "total", wall([*binary, "--root", root, *a]))
         if tree is None:
             return
         for preload in (False, True):  # the same sequence in process: cold, then warm
@@ -208,16 +206,15 @@ def measure(args: argparse.Namespace, base: str) -> int:
     for rnd in range(args.rounds + 1):  # round 0 warms caches and records module lists
         for tree in trees:
             who = tree.name
-            add(who, "run", "total", wall([tree.scripts["pycontain"], *run_args], env))
+            add(who, "run", "total", wall([tree.scripts["pycontain"], *run_args]))
             add(who, "run", "inproc", tree.inproc("run", "pycontain.cli", run_args, False))
             add(who, "run", "work", tree.inproc("run", "pycontain.cli", run_args, True))
             add(who, "-", "interpreter",
-                wall([sys.executable, *tree.flags, "-c", "pass"], env))
+                wall([sys.executable, *tree.flags, "-c", "pass"]))
             oci_cycle(who, [tree.scripts["pycontain-oci"]], os.path.join(base, f"oci-{who}"),
                       tree)
         add("runc", "run", "total", wall(["runc", "--root", os.path.join(base, "runc"), "run",
-                                          "--bundle", base, f"r{os.getpid()}-{next(_ids)}"],
-                                         env))
+                                          "--bundle", base, f"r{os.getpid()}-{next(_ids)}"]))
         oci_cycle("runc", ["runc"], os.path.join(base, "runc"), None)
         if rnd == 0:
             res.clear()

@@ -78,4 +78,5 @@ def test_missing_cffi_is_named_in_one_line(tmp_path: Any) -> None:
         lines = r.stderr.strip().splitlines()
         assert r.returncode == code and len(lines) == 1, r.stderr
         assert "_cffi_backend" in lines[0] and "not built" not in lines[0], lines[0]
-    assert not os.listdir(tmp_path / "oci") if (tmp_path / "oci").exists() else True
+    oci_root = tmp_path / "oci"
+    assert not oci_root.exists() or not os.listdir(oci_root)

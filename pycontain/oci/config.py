@@ -184,7 +184,7 @@ def _check_user_namespace(cfg: Dict[str, Any], linux: Dict[str, Any],
     if kinds.count("user") > 1:
         raise OciError("linux.namespaces lists the user namespace twice")
     user = next((n for n in linux.get("namespaces") or [] if n.get("type") == "user"), None)
-    if user is None and not linux.get("uidMappings") and not linux.get("gidMappings"):
+    if user is None and linux.get("uidMappings") is None and linux.get("gidMappings") is None:
         return  # nothing to check (and no userns module to import)
     from pycontain.runtime import userns
 

@@ -48,13 +48,8 @@ def _oci_bin() -> Optional[str]:
     path = os.path.join(d, "pycontain-oci")
     from pycontain import launcher
 
-    text = launcher.render("pycontain.oci.cli", path_list=[ROOT_DIR, *launcher.paths()])
     os.makedirs(d, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, path)
+    launcher.write_script(path, "pycontain.oci.cli", [ROOT_DIR, *launcher.paths()])
     return path
 
 

@@ -167,6 +167,8 @@ def test_join_user_namespace_by_path(oci: Oci, open_bundle: Bundle, holder: int)
      "has no user namespace"),
     (lambda c: c["linux"]["namespaces"].append({"type": "user"}),
      "needs linux.uidMappings and linux.gidMappings"),
+    (lambda c: c["linux"].update(uidMappings=""),  # a wrong type, even with no user ns
+     "linux.uidMappings must be a list of mappings"),
     (lambda c: _userns(c, [{"containerID": 0, "hostID": HOST_BASE, "size": 10},
                            {"containerID": 5, "hostID": 200000, "size": 10}]),
      "containerID ranges overlap"),
